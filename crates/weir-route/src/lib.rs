@@ -1,0 +1,1 @@
+//! Tag patterns and routing: Fluentd's `<match>`/`<filter>` pattern language, compiled once.
