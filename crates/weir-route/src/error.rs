@@ -52,4 +52,14 @@ pub enum PatternError {
         /// Which feature is not supported and what to write instead.
         message: String,
     },
+    /// Braces nest deeper than weir allows.
+    #[error("tag pattern {pattern:?}: the '{{' at byte {position} nests braces deeper than {limit} levels")]
+    TooDeeplyNested {
+        /// The pattern as written.
+        pattern: String,
+        /// Byte offset of the `{` that went too deep.
+        position: usize,
+        /// The deepest nesting allowed.
+        limit: usize,
+    },
 }

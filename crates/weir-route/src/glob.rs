@@ -35,6 +35,10 @@
 
 use crate::PatternError;
 
+/// How deeply `{}` may nest. Compiling is recursive in the nesting depth, so it is bounded
+/// to keep hostile patterns from exhausting the stack.
+pub const MAX_BRACE_DEPTH: usize = 32;
+
 /// One piece of a parsed glob, before compilation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Node {
@@ -95,6 +99,13 @@ pub(crate) fn parse(pattern: &str) -> Result<Vec<Node>, PatternError> {
             '.' => dot = true,
             '*' => cur.push(Node::NotDotStar),
             '{' => {
+                if alts.len() >= MAX_BRACE_DEPTH {
+                    return Err(PatternError::TooDeeplyNested {
+                        pattern: pattern.to_owned(),
+                        position: pos,
+                        limit: MAX_BRACE_DEPTH,
+                    });
+                }
                 alts.push((pos, Vec::new()));
                 bufs.push(Vec::new());
             }

@@ -18,6 +18,7 @@ mod regex_pattern;
 mod table;
 
 pub use error::PatternError;
+pub use glob::MAX_BRACE_DEPTH;
 pub use table::{RouteTable, DEFAULT_CACHE_CAPACITY, MAX_CACHED_TAG_LEN};
 
 /// One compiled tag pattern.
