@@ -59,60 +59,66 @@ pub(crate) enum Node {
 /// Parses a glob into a sequence of nodes, following Fluentd's reading rules.
 pub(crate) fn parse(pattern: &str) -> Result<Vec<Node>, PatternError> {
     let chars: Vec<(usize, char)> = pattern.char_indices().collect();
-    // `bufs[0]` is the top level; each open `{` pushes a new buffer for its current
-    // alternative, and `alts` holds the finished alternatives of each open `{`.
-    let mut bufs: Vec<Vec<Node>> = vec![Vec::new()];
-    let mut alts: Vec<(usize, Vec<Vec<Node>>)> = Vec::new();
+    // `top` is the top level. Each open `{` is a `Group`: where it opened, its finished
+    // alternatives, and the alternative being read now.
+    let mut top: Vec<Node> = Vec::new();
+    let mut open: Vec<Group> = Vec::new();
     let mut escape = false;
     let mut dot = false;
     let mut i = 0;
     while let Some(&(pos, c)) = chars.get(i) {
         let next = chars.get(i + 1).map(|&(_, c)| c);
         let next2 = chars.get(i + 2).map(|&(_, c)| c);
-        let cur = current(&mut bufs);
         if escape {
-            cur.push(Node::Lit(c));
+            current(&mut top, &mut open).push(Node::Lit(c));
             escape = false;
             i += 1;
             continue;
         }
         if c == '*' && next == Some('*') {
             if dot {
-                cur.push(Node::DotOrEnd);
+                current(&mut top, &mut open).push(Node::DotOrEnd);
                 dot = false;
             }
             if next2 == Some('.') {
-                cur.push(Node::StarStarDot);
+                current(&mut top, &mut open).push(Node::StarStarDot);
                 i += 3;
             } else {
-                cur.push(Node::AnyStar);
+                current(&mut top, &mut open).push(Node::AnyStar);
                 i += 2;
             }
             continue;
         }
         if dot {
-            cur.push(Node::Lit('.'));
+            current(&mut top, &mut open).push(Node::Lit('.'));
             dot = false;
         }
         match c {
             '\\' => escape = true,
             '.' => dot = true,
-            '*' => cur.push(Node::NotDotStar),
+            '*' => current(&mut top, &mut open).push(Node::NotDotStar),
             '{' => {
-                if alts.len() >= MAX_BRACE_DEPTH {
+                if open.len() >= MAX_BRACE_DEPTH {
                     return Err(PatternError::TooDeeplyNested {
                         pattern: pattern.to_owned(),
                         position: pos,
                         limit: MAX_BRACE_DEPTH,
                     });
                 }
-                alts.push((pos, Vec::new()));
-                bufs.push(Vec::new());
+                open.push(Group {
+                    position: pos,
+                    done: Vec::new(),
+                    current: Vec::new(),
+                });
             }
-            '}' => match alts.pop() {
-                Some((_, mut done)) => {
-                    done.push(bufs.pop().unwrap_or_default());
-                    current(&mut bufs).push(Node::Alt(done));
+            '}' => match open.pop() {
+                Some(mut group) => {
+                    group.done.push(group.current);
+                    let node = Node::Alt(group.done);
+                    match open.last_mut() {
+                        Some(outer) => outer.current.push(node),
+                        None => top.push(node),
+                    }
                 }
                 None => {
                     return Err(PatternError::UnmatchedBrace {
@@ -121,34 +127,43 @@ pub(crate) fn parse(pattern: &str) -> Result<Vec<Node>, PatternError> {
                     })
                 }
             },
-            ',' => match alts.last_mut() {
-                Some((_, done)) => {
-                    done.push(bufs.pop().unwrap_or_default());
-                    bufs.push(Vec::new());
+            ',' => match open.last_mut() {
+                Some(group) => {
+                    let finished = std::mem::take(&mut group.current);
+                    group.done.push(finished);
                 }
-                None => cur.push(Node::Lit(',')),
+                None => current(&mut top, &mut open).push(Node::Lit(',')),
             },
-            other => cur.push(Node::Lit(other)),
+            other => current(&mut top, &mut open).push(Node::Lit(other)),
         }
         i += 1;
     }
-    if let Some((position, _)) = alts.first() {
+    if let Some(group) = open.first() {
         return Err(PatternError::UnclosedBrace {
             pattern: pattern.to_owned(),
-            position: *position,
+            position: group.position,
         });
     }
     // A held-back `.` or `\` at the end is dropped, as in Fluentd.
-    Ok(bufs.into_iter().next().unwrap_or_default())
+    Ok(top)
 }
 
-/// The buffer of the innermost open alternative (or the top level).
-fn current(bufs: &mut Vec<Vec<Node>>) -> &mut Vec<Node> {
-    if bufs.is_empty() {
-        bufs.push(Vec::new());
+/// The alternative being read: in the innermost open `{`, or the top level.
+fn current<'a>(top: &'a mut Vec<Node>, open: &'a mut [Group]) -> &'a mut Vec<Node> {
+    match open.last_mut() {
+        Some(group) => &mut group.current,
+        None => top,
     }
-    let last = bufs.len() - 1;
-    &mut bufs[last]
+}
+
+/// A `{` being read.
+struct Group {
+    /// Byte offset of the `{`, for errors.
+    position: usize,
+    /// Alternatives already ended by a `,`.
+    done: Vec<Vec<Node>>,
+    /// The alternative being read.
+    current: Vec<Node>,
 }
 
 /// One instruction of the compiled automaton.

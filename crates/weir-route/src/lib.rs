@@ -11,6 +11,19 @@
 //! `lib/fluent/event_router.rb`); the module documentation of each part lists them, with the
 //! few places where weir deliberately differs. Matching never backtracks: globs run on a
 //! small automaton in `O(tag length * pattern length)` and regexes run on the `regex` crate.
+//!
+//! ```
+//! use weir_route::{PatternSet, RouteTable};
+//!
+//! let table = RouteTable::new(vec![
+//!     (PatternSet::parse("app.{web,api}.**").unwrap(), "app"),
+//!     (PatternSet::parse(r"/(?!debug\.).*/ audit").unwrap(), "rest"),
+//! ]);
+//! assert_eq!(table.lookup("app.web"), Some("app"));
+//! assert_eq!(table.lookup("app.api.v2"), Some("app"));
+//! assert_eq!(table.lookup("system.kernel"), Some("rest"));
+//! assert_eq!(table.lookup("debug.trace"), None);
+//! ```
 
 mod error;
 mod glob;
