@@ -19,6 +19,10 @@ mod json;
 mod parser;
 mod ruby;
 mod section;
+#[cfg(test)]
+mod section_tests;
+#[cfg(test)]
+mod syntax_tests;
 
 use std::path::Path;
 
