@@ -57,7 +57,12 @@ fn sec2_event_time_fixext8_and_ext8() {
 fn sec2_metadata_wrapped_entry() {
     let entry = hex("92 92 D7 00 65 53 F1 00 07 5B CD 15 80 81 A1 6B A1 76");
     let mut out = Vec::new();
-    encode_entry(&mut out, T, &hex("81 A1 6B A1 76"), TimeFormat::FluentBitWrapped);
+    encode_entry(
+        &mut out,
+        T,
+        &hex("81 A1 6B A1 76"),
+        TimeFormat::FluentBitWrapped,
+    );
     assert_eq!(out, entry);
     let mut frame = hex("92 A3 61 70 70 91");
     frame.extend_from_slice(&entry);
@@ -69,7 +74,9 @@ fn sec2_metadata_wrapped_entry() {
 
 #[test]
 fn sec3_1_message_integer_time() {
-    let frame = hex(&format!("93 AA 61 70 70 2E 61 63 63 65 73 73 CE 65 53 F1 00 {MSG_HI}"));
+    let frame = hex(&format!(
+        "93 AA 61 70 70 2E 61 63 63 65 73 73 CE 65 53 F1 00 {MSG_HI}"
+    ));
     let e = events(&frame);
     assert_eq!(e.tag, "app.access");
     assert_eq!(e.mode, Mode::Message);
@@ -102,11 +109,9 @@ fn sec3_1_message_event_time_with_chunk() {
 
 #[test]
 fn sec3_2_forward_two_entries() {
-    let frame = hex(
-        "92 A3 61 70 70 92
+    let frame = hex("92 A3 61 70 70 92
          92 CE 65 53 F1 00 81 A1 6B A1 76
-         92 D7 00 65 53 F1 00 07 5B CD 15 81 A1 6B A1 77",
-    );
+         92 D7 00 65 53 F1 00 07 5B CD 15 81 A1 6B A1 77");
     let e = events(&frame);
     assert_eq!(e.mode, Mode::Forward);
     assert_eq!(e.tag, "app");
@@ -139,7 +144,9 @@ fn check_packed_events(e: &EventRequest) {
 #[test]
 fn sec3_3_packed_forward_bin8_with_size() {
     assert_eq!(blob().len(), 27);
-    let frame = hex(&format!("93 A3 61 70 70 C4 1B {ENTRY1} {ENTRY2} 81 A4 73 69 7A 65 02"));
+    let frame = hex(&format!(
+        "93 A3 61 70 70 C4 1B {ENTRY1} {ENTRY2} 81 A4 73 69 7A 65 02"
+    ));
     let e = events(&frame);
     assert_eq!(e.mode, Mode::PackedForward);
     assert_eq!(e.size_hint, Some(2));
@@ -148,7 +155,10 @@ fn sec3_3_packed_forward_bin8_with_size() {
         size: true,
         ..Default::default()
     };
-    assert_eq!(encode_packed_blob("app", &blob(), Compression::Text, 2, &o), frame);
+    assert_eq!(
+        encode_packed_blob("app", &blob(), Compression::Text, 2, &o),
+        frame
+    );
     let rec = [hex("81 A1 6B A1 76"), hex("81 A1 6B A1 77")];
     let _ = rec;
 }
@@ -171,7 +181,10 @@ fn sec3_3_packed_forward_fluentd_str32_form() {
         blob_as_str32: true,
         time_format: TimeFormat::EventTime,
     };
-    assert_eq!(encode_packed_blob("app", &blob(), Compression::Text, 2, &o), frame);
+    assert_eq!(
+        encode_packed_blob("app", &blob(), Compression::Text, 2, &o),
+        frame
+    );
 }
 
 #[test]
@@ -229,12 +242,10 @@ fn auth_salt() -> Vec<u8> {
 
 #[test]
 fn sec7_2_helo_bytes() {
-    let want = hex(
-        "92 A4 48 45 4C 4F
+    let want = hex("92 A4 48 45 4C 4F
          83 A5 6E 6F 6E 63 65 C4 10 00 01 02 03 04 05 06 07 08 09 0A 0B 0C 0D 0E 0F
          A4 61 75 74 68 C4 10 A0 A1 A2 A3 A4 A5 A6 A7 A8 A9 AA AB AC AD AE AF
-         A9 6B 65 65 70 61 6C 69 76 65 C3",
-    );
+         A9 6B 65 65 70 61 6C 69 76 65 C3");
     let helo = Helo {
         nonce: Bytes::from(nonce()),
         auth: Bytes::from(auth_salt()),
@@ -263,7 +274,10 @@ const SALT: &[u8] = b"0123456789abcdef0123456789abcdef";
 
 #[test]
 fn sec7_5_digests() {
-    assert_eq!(key_digest(SALT, b"client.example", &nonce(), b"secret"), KEY_DIGEST);
+    assert_eq!(
+        key_digest(SALT, b"client.example", &nonce(), b"secret"),
+        KEY_DIGEST
+    );
     assert_eq!(password_digest(&auth_salt(), b"alice", b"pw"), PW_DIGEST);
     assert_eq!(
         key_digest(SALT, b"aggregator.example", &nonce(), b"secret"),
@@ -271,7 +285,10 @@ fn sec7_5_digests() {
     );
     assert!(digest_eq(KEY_DIGEST.as_bytes(), KEY_DIGEST.as_bytes()));
     assert!(!digest_eq(KEY_DIGEST.as_bytes(), PW_DIGEST.as_bytes()));
-    assert!(!digest_eq(KEY_DIGEST.as_bytes(), &KEY_DIGEST.as_bytes()[1..]));
+    assert!(!digest_eq(
+        KEY_DIGEST.as_bytes(),
+        &KEY_DIGEST.as_bytes()[1..]
+    ));
 }
 
 #[test]
@@ -354,14 +371,21 @@ fn ping_with_wrong_arity_is_refused() {
 #[test]
 fn frames_of_all_examples_come_out_whole() {
     let mut stream = BytesMut::new();
-    let a = hex(&format!("93 AA 61 70 70 2E 61 63 63 65 73 73 CE 65 53 F1 00 {MSG_HI}"));
-    let b = hex(&format!("93 A3 61 70 70 C4 1B {ENTRY1} {ENTRY2} 81 A4 73 69 7A 65 02"));
+    let a = hex(&format!(
+        "93 AA 61 70 70 2E 61 63 63 65 73 73 CE 65 53 F1 00 {MSG_HI}"
+    ));
+    let b = hex(&format!(
+        "93 A3 61 70 70 C4 1B {ENTRY1} {ENTRY2} 81 A4 73 69 7A 65 02"
+    ));
     stream.extend_from_slice(&a);
     stream.extend_from_slice(&[0xC0]);
     stream.extend_from_slice(&b);
     let mut d = FrameDecoder::new(FrameLimits::default());
     assert_eq!(d.next_frame(&mut stream).unwrap().unwrap(), a);
-    assert_eq!(d.next_frame(&mut stream).unwrap().unwrap().as_ref(), &[0xC0]);
+    assert_eq!(
+        d.next_frame(&mut stream).unwrap().unwrap().as_ref(),
+        &[0xC0]
+    );
     assert_eq!(d.next_frame(&mut stream).unwrap().unwrap(), b);
     assert_eq!(d.next_frame(&mut stream).unwrap(), None);
     assert!(matches!(
