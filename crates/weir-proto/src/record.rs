@@ -278,3 +278,107 @@ pub fn json_to_msgpack(v: &serde_json::Value, out: &mut Vec<u8>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn float(v: f64) -> String {
+        let mut out = Vec::new();
+        write_ruby_float(&mut out, v);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn floats_print_like_ruby() {
+        assert_eq!(float(1.0), "1.0");
+        assert_eq!(float(-0.0), "-0.0");
+        assert_eq!(float(0.0), "0.0");
+        assert_eq!(float(123.456), "123.456");
+        assert_eq!(float(0.1), "0.1");
+        assert_eq!(float(1e15), "1000000000000000.0");
+        assert_eq!(float(1e16), "1.0e+16");
+        assert_eq!(float(1.5e300), "1.5e+300");
+        assert_eq!(float(0.0001), "0.0001");
+        assert_eq!(float(0.00001), "1.0e-05");
+        assert_eq!(float(-2.5e-7), "-2.5e-07");
+        assert_eq!(float(f64::from(0.1f32)), "0.10000000149011612");
+        assert_eq!(float(f64::NAN), "null");
+    }
+
+    fn json(v: &rmpv::Value) -> String {
+        let mut b = Vec::new();
+        rmpv::encode::write_value(&mut b, v).unwrap();
+        let mut out = Vec::new();
+        record_to_json(&b, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn record_json_like_fluentd() {
+        use rmpv::Value as V;
+        let v = V::Map(vec![
+            (
+                V::from("msg"),
+                V::from("a/b \"q\" \\ é 日本 \n\t\u{1}\u{7f}"),
+            ),
+            (V::from("n"), V::from(-5)),
+            (V::from("u"), V::from(u64::MAX)),
+            (V::from("f"), V::F64(2.0)),
+            (V::from("nil"), V::Nil),
+            (V::from("t"), V::Boolean(true)),
+            (
+                V::from("nested"),
+                V::Map(vec![(
+                    V::from("a"),
+                    V::Array(vec![V::from(1), V::Array(vec![])]),
+                )]),
+            ),
+            (V::from(7), V::Map(vec![])),
+            (V::Nil, V::Boolean(false)),
+        ]);
+        assert_eq!(
+            json(&v),
+            "{\"msg\":\"a/b \\\"q\\\" \\\\ é 日本 \\n\\t\\u0001\u{7f}\",\"n\":-5,\
+             \"u\":18446744073709551615,\"f\":2.0,\"nil\":null,\"t\":true,\
+             \"nested\":{\"a\":[1,[]]},\"7\":{},\"\":false}"
+        );
+        assert_eq!(json(&V::Map(vec![])), "{}");
+        let k = V::Map(vec![(V::Array(vec![V::from(1), V::from("x")]), V::from(1))]);
+        assert_eq!(json(&k), "{\"[1,\\\"x\\\"]\":1}");
+    }
+
+    #[test]
+    fn record_json_rejects_truncated_and_trailing() {
+        let mut out = Vec::new();
+        assert!(record_to_json(&[0x82, 0xA1, b'a'], &mut out).is_err());
+        assert!(record_to_json(&[0x80, 0x80], &mut out).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_does_not_recurse() {
+        let mut b = vec![0x91; 100_000];
+        b.push(0xC0);
+        let mut out = Vec::new();
+        record_to_json(&b, &mut out).unwrap();
+        assert_eq!(out.len(), 200_004);
+    }
+
+    #[test]
+    fn json_to_msgpack_keeps_integers() {
+        let v: serde_json::Value = serde_json::from_str(
+            r#"{"a":1,"b":-2,"c":1.5,"d":[true,null,"x"],"e":18446744073709551615}"#,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        json_to_msgpack(&v, &mut out);
+        let back = rmpv::decode::read_value(&mut &out[..]).unwrap();
+        let mut txt = Vec::new();
+        record_to_json(&out, &mut txt).unwrap();
+        assert_eq!(
+            String::from_utf8(txt).unwrap(),
+            r#"{"a":1,"b":-2,"c":1.5,"d":[true,null,"x"],"e":18446744073709551615}"#
+        );
+        assert!(matches!(back, rmpv::Value::Map(_)));
+    }
+}

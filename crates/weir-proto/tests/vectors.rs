@@ -159,8 +159,6 @@ fn sec3_3_packed_forward_bin8_with_size() {
         encode_packed_blob("app", &blob(), Compression::Text, 2, &o),
         frame
     );
-    let rec = [hex("81 A1 6B A1 76"), hex("81 A1 6B A1 77")];
-    let _ = rec;
 }
 
 #[test]
@@ -355,9 +353,7 @@ fn sec7_4_success_pong_round_trip() {
 #[test]
 fn ping_with_wrong_arity_is_refused() {
     let mut b = hex("95 A4 50 49 4E 47");
-    for _ in 0..4 {
-        b.push(0xA0);
-    }
+    b.extend_from_slice(&[0xA0; 4]);
     assert!(matches!(
         Ping::parse(&b),
         Err(HandshakeError::BadLength { len: 5, .. })
