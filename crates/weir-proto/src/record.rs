@@ -9,7 +9,8 @@
 //!   as is (UTF-8), not `\u`-escaped.
 //! * `str` holding invalid UTF-8 is decoded lossily (each bad sequence becomes U+FFFD). `bin` is
 //!   treated as a string the same way. An ext value is written as its data bytes, decoded lossily
-//!   as a string.
+//!   as a string, except the EventTime ext (type 0, 8 bytes): Fluentd unpacks that as an
+//!   `EventTime`, whose JSON is its whole seconds, so it is written as that integer.
 //! * Integers in decimal. Floats as Ruby's `Float#to_s` prints them: shortest round-trip digits,
 //!   always with a fraction (`1.0`), exponent form outside 1e-4 ≤ |x| < 1e16 (`1.0e+16`,
 //!   `1.0e-05`). A `float 32` is widened to a double first, as msgpack-ruby does. NaN and
@@ -161,6 +162,17 @@ fn write_value(
             continue;
         }
         match h {
+            Header::Ext(0, 8) => {
+                // Fluentd unpacks ext type 0 as an EventTime, whose JSON is its seconds.
+                let (s, e) = read_payload(buf, p, 8)?;
+                let sec = s
+                    .get(..4)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map(u32::from_be_bytes)
+                    .unwrap_or(0);
+                out.extend_from_slice(sec.to_string().as_bytes());
+                pos = e;
+            }
             Header::Str(n) | Header::Bin(n) | Header::Ext(_, n) => {
                 let (s, e) = read_payload(buf, p, n)?;
                 write_json_str(out, s);
@@ -344,6 +356,11 @@ mod tests {
              \"nested\":{\"a\":[1,[]]},\"7\":{},\"\":false}"
         );
         assert_eq!(json(&V::Map(vec![])), "{}");
+        let t = V::Map(vec![(
+            V::from("time"),
+            V::Ext(0, vec![0x65, 0x53, 0xF1, 0x00, 0x07, 0x5B, 0xCD, 0x15]),
+        )]);
+        assert_eq!(json(&t), "{\"time\":1700000000}");
         let k = V::Map(vec![(V::Array(vec![V::from(1), V::from("x")]), V::from(1))]);
         assert_eq!(json(&k), "{\"[1,\\\"x\\\"]\":1}");
     }
