@@ -1,0 +1,54 @@
+# weir: `make run` starts weir on the default config; `make test` installs what the tests need
+# and runs every test. See README.md.
+
+CARGO ?= cargo
+PYTHON ?= python3
+VENV := .venv
+NODE_DIR := tests/node
+TOOLS := $(CURDIR)/.tools
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ_SECONDS ?= 20
+
+.PHONY: run build release test test-deps lint unit e2e fuzz bench clean
+
+run: release
+	mkdir -p var
+	./target/release/weir run -c examples/weir.conf
+
+build:
+	$(CARGO) build -p weir
+
+release:
+	$(CARGO) build --release -p weir
+
+## Everything the tests need, installed under the repository.
+test-deps: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed
+
+$(VENV)/.installed: tests/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json
+	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Unit, property and end-to-end tests. The end-to-end tests run the debug `weir` binary.
+unit: build
+	$(CARGO) test --workspace
+
+fuzz:
+	scripts/fuzz-smoke.sh $(FUZZ_SECONDS)
+
+test: test-deps lint unit fuzz
+
+bench: release
+	scripts/bench.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV) $(NODE_DIR)/node_modules $(TOOLS)

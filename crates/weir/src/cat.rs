@@ -1,0 +1,119 @@
+//! `weir cat TAG`: reads one JSON object per line on standard input and sends each as an event,
+//! like Fluentd's `fluent-cat`. Lines that arrive together are batched into one request (in
+//! Forward and PackedForward modes); with `--ack`, each request waits for its ack.
+
+use std::io::BufRead;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use weir_proto::{json_to_msgpack, EncodeOptions, EventTime, TimeFormat};
+
+use crate::client::{encode_requests, new_chunk_id, ConnectArgs, Connection, SendMode};
+
+/// Arguments of `weir cat`.
+#[derive(Args)]
+pub struct CatArgs {
+    /// The tag of every event sent.
+    tag: String,
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// The forward mode to send in.
+    #[arg(long, value_enum, default_value_t = SendMode::Forward)]
+    mode: SendMode,
+    /// Ask for an ack for every request and wait for it.
+    #[arg(long)]
+    ack: bool,
+    /// Most events in one request.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Send times as whole seconds instead of EventTime with nanoseconds.
+    #[arg(long)]
+    time_as_integer: bool,
+}
+
+/// Runs `weir cat`.
+pub fn cat(args: CatArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(cat_async(args))
+}
+
+async fn cat_async(args: CatArgs) -> anyhow::Result<ExitCode> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<anyhow::Result<Vec<u8>>>(4096);
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        for (n, line) in stdin.lock().lines().enumerate() {
+            let item = line
+                .context("reading standard input")
+                .and_then(|l| to_record(&l).with_context(|| format!("line {}", n + 1)));
+            match item {
+                Ok(None) => continue,
+                Ok(Some(record)) => {
+                    if tx.blocking_send(Ok(record)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+
+    let mut conn = Connection::open(&args.connect).await?;
+    let time_format = if args.time_as_integer {
+        TimeFormat::Integer
+    } else {
+        TimeFormat::EventTime
+    };
+    let batch_size = args.batch.max(1);
+    let mut sent = 0usize;
+    while let Some(first) = rx.recv().await {
+        let mut records = vec![first?];
+        while records.len() < batch_size {
+            match rx.try_recv() {
+                Ok(r) => records.push(r?),
+                Err(_) => break,
+            }
+        }
+        let now = EventTime::now();
+        let entries: Vec<(EventTime, &[u8])> =
+            records.iter().map(|r| (now, r.as_slice())).collect();
+        let chunk = args.ack.then(new_chunk_id);
+        let opts = EncodeOptions {
+            chunk: chunk.clone(),
+            time_format,
+            ..EncodeOptions::default()
+        };
+        conn.send(&encode_requests(args.mode, &args.tag, &entries, &opts))
+            .await?;
+        if let Some(chunk) = chunk {
+            let acked = conn.next_ack().await?;
+            if acked != chunk {
+                bail!("the server acked a different chunk than the one sent");
+            }
+        }
+        sent += records.len();
+    }
+    conn.close().await?;
+    tracing::debug!(events = sent, "sent");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn to_record(line: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    let line = line.trim();
+    if line.is_empty() {
+        return Ok(None);
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| anyhow!("not JSON: {e}"))?;
+    if !value.is_object() {
+        bail!("a record must be a JSON object, got: {line}");
+    }
+    let mut out = Vec::with_capacity(line.len());
+    json_to_msgpack(&value, &mut out);
+    Ok(Some(out))
+}

@@ -1,0 +1,410 @@
+//! A forward-protocol client for `weir cat` and `weir bench`: TCP or TLS, the client side of
+//! the shared-key handshake, and ack reading.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use bytes::{Bytes, BytesMut};
+use clap::Args;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use weir_proto::{
+    digest_eq, key_digest, parse_ack, password_digest, FrameDecoder, FrameLimits, Helo, Ping, Pong,
+};
+
+/// Where and how to connect; shared by `weir cat` and `weir bench`.
+#[derive(Args, Clone, Debug)]
+pub struct ConnectArgs {
+    /// The aggregator's host.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// The aggregator's forward port.
+    #[arg(short = 'p', long, default_value_t = 24224)]
+    pub port: u16,
+    /// Connect with TLS.
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls: CA certificates (PEM) to verify the server with. Without it, the system's
+    /// are not consulted; give this or --tls-insecure.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// With --tls: do not verify the server's certificate (testing only).
+    #[arg(long)]
+    pub tls_insecure: bool,
+    /// With --tls: the name to verify the certificate against (default: --host).
+    #[arg(long)]
+    pub tls_server_name: Option<String>,
+    /// Shared key for the handshake (the server's `<security> shared_key`).
+    #[arg(long)]
+    pub shared_key: Option<String>,
+    /// The host name this client gives in the handshake.
+    #[arg(long)]
+    pub self_hostname: Option<String>,
+    /// User name for `user_auth`.
+    #[arg(long, default_value = "")]
+    pub username: String,
+    /// Password for `user_auth`.
+    #[arg(long, default_value = "")]
+    pub password: String,
+    /// Give up connecting after this many seconds.
+    #[arg(long, default_value_t = 10)]
+    pub connect_timeout: u64,
+}
+
+/// A TCP or TLS stream.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// An open forward connection, past TLS and the handshake.
+pub struct Connection {
+    reader: AckReader,
+    writer: WriteHalf<Box<dyn Stream>>,
+}
+
+/// The reading side of a connection: acks.
+pub struct AckReader {
+    rd: ReadHalf<Box<dyn Stream>>,
+    buf: BytesMut,
+    decoder: FrameDecoder,
+}
+
+impl AckReader {
+    /// Waits for the next ack and returns the chunk id it echoes.
+    pub async fn next_ack(&mut self) -> anyhow::Result<Bytes> {
+        let frame = read_frame(&mut self.rd, &mut self.buf, &mut self.decoder).await?;
+        parse_ack(&frame).map_err(|e| anyhow!("bad ack: {e}"))
+    }
+}
+
+async fn read_frame<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    decoder: &mut FrameDecoder,
+) -> anyhow::Result<Bytes> {
+    loop {
+        if let Some(frame) = decoder.next_frame(buf)? {
+            return Ok(frame);
+        }
+        buf.reserve(4096);
+        if rd.read_buf(buf).await? == 0 {
+            bail!("the server closed the connection");
+        }
+    }
+}
+
+impl Connection {
+    /// Connects, runs TLS and the handshake as configured.
+    pub async fn open(args: &ConnectArgs) -> anyhow::Result<Connection> {
+        let addr = format!("{}:{}", args.host, args.port);
+        let tcp = tokio::time::timeout(
+            Duration::from_secs(args.connect_timeout),
+            TcpStream::connect(&addr),
+        )
+        .await
+        .map_err(|_| anyhow!("connecting to {addr} timed out"))?
+        .with_context(|| format!("connecting to {addr}"))?;
+        tcp.set_nodelay(true)?;
+        let stream: Box<dyn Stream> = if args.tls {
+            Box::new(tls_connect(tcp, args).await?)
+        } else {
+            Box::new(tcp)
+        };
+        let (rd, writer) = tokio::io::split(stream);
+        let mut conn = Connection {
+            reader: AckReader {
+                rd,
+                buf: BytesMut::with_capacity(4096),
+                decoder: FrameDecoder::new(FrameLimits {
+                    chunk_size_limit: 1024 * 1024,
+                    max_depth: 8,
+                }),
+            },
+            writer,
+        };
+        if let Some(key) = &args.shared_key {
+            conn.handshake(args, key).await?;
+        }
+        Ok(conn)
+    }
+
+    async fn handshake(&mut self, args: &ConnectArgs, key: &str) -> anyhow::Result<()> {
+        let r = &mut self.reader;
+        let helo_frame = read_frame(&mut r.rd, &mut r.buf, &mut r.decoder)
+            .await
+            .context("waiting for HELO (does the server have <security> set?)")?;
+        let helo = Helo::parse(&helo_frame).map_err(|e| anyhow!("bad HELO: {e}"))?;
+        let hostname = match &args.self_hostname {
+            Some(h) => h.clone(),
+            None => hostname::get()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "weir-cat".into()),
+        };
+        let salt: [u8; 16] = rand::random();
+        let salt = hex_lower(&salt);
+        let (username, pw_digest) = if helo.auth.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (
+                args.username.clone(),
+                password_digest(
+                    &helo.auth,
+                    args.username.as_bytes(),
+                    args.password.as_bytes(),
+                ),
+            )
+        };
+        let ping = Ping {
+            hostname: Bytes::from(hostname.clone().into_bytes()),
+            salt: Bytes::from(salt.clone().into_bytes()),
+            key_digest: Bytes::from(
+                key_digest(
+                    salt.as_bytes(),
+                    hostname.as_bytes(),
+                    &helo.nonce,
+                    key.as_bytes(),
+                )
+                .into_bytes(),
+            ),
+            username: Bytes::from(username.into_bytes()),
+            password_digest: Bytes::from(pw_digest.into_bytes()),
+        };
+        self.send(&ping.encode()).await?;
+        let r = &mut self.reader;
+        let pong_frame = read_frame(&mut r.rd, &mut r.buf, &mut r.decoder)
+            .await
+            .context("waiting for PONG")?;
+        match Pong::parse(&pong_frame).map_err(|e| anyhow!("bad PONG: {e}"))? {
+            Pong::Rejected { reason } => bail!("the server refused the handshake: {reason}"),
+            Pong::Accepted {
+                server_hostname,
+                digest,
+            } => {
+                if server_hostname.as_ref() == hostname.as_bytes() {
+                    bail!("the server has the same host name as this client");
+                }
+                let expected = key_digest(
+                    salt.as_bytes(),
+                    &server_hostname,
+                    &helo.nonce,
+                    key.as_bytes(),
+                );
+                if !digest_eq(expected.as_bytes(), &digest) {
+                    bail!(
+                        "the server's PONG digest does not match: wrong shared key on the server?"
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes one request.
+    pub async fn send(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.writer.write_all(bytes).await?;
+        self.writer.flush().await?;
+        Ok(())
+    }
+
+    /// Waits for the next ack.
+    pub async fn next_ack(&mut self) -> anyhow::Result<Bytes> {
+        self.reader.next_ack().await
+    }
+
+    /// Splits into a writer and an ack reader, to pipeline requests.
+    pub fn split(self) -> (WriteHalf<Box<dyn Stream>>, AckReader) {
+        (self.writer, self.reader)
+    }
+
+    /// Closes the connection cleanly.
+    pub async fn close(mut self) -> anyhow::Result<()> {
+        self.writer.shutdown().await?;
+        Ok(())
+    }
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn tls_connect(
+    tcp: TcpStream,
+    args: &ConnectArgs,
+) -> anyhow::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()?;
+    let config = if args.tls_insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(insecure::NoVerify(provider)))
+            .with_no_client_auth()
+    } else {
+        let ca = args
+            .tls_ca
+            .as_ref()
+            .ok_or_else(|| anyhow!("--tls needs --tls-ca FILE or --tls-insecure"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        let mut reader = std::io::BufReader::new(
+            std::fs::File::open(ca).with_context(|| format!("opening {}", ca.display()))?,
+        );
+        for cert in rustls_pemfile::certs(&mut reader) {
+            roots.add(cert?)?;
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    let name = args
+        .tls_server_name
+        .clone()
+        .unwrap_or_else(|| args.host.clone());
+    let server_name = rustls::pki_types::ServerName::try_from(name.clone())
+        .map_err(|e| anyhow!("bad TLS server name '{name}': {e}"))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    connector
+        .connect(server_name, tcp)
+        .await
+        .context("TLS handshake")
+}
+
+mod insecure {
+    //! `--tls-insecure`: accept any server certificate. For tests against self-signed
+    //! certificates only.
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::CryptoProvider;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+    use std::sync::Arc;
+
+    #[derive(Debug)]
+    pub struct NoVerify(pub Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for NoVerify {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+}
+
+/// Which forward mode a client sends in.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendMode {
+    /// One `[tag, time, record]` request per event.
+    Message,
+    /// `[tag, [[time, record], ...]]`.
+    Forward,
+    /// `[tag, bin of concatenated entries]`.
+    Packed,
+    /// PackedForward with the entries gzip-compressed.
+    Compressed,
+    /// PackedForward with the entries zstd-compressed (Fluentd 1.19 clients).
+    Zstd,
+}
+
+/// Encodes one batch of events as requests of `mode`. Message mode gives one request per event,
+/// all concatenated; the ack (if any) is asked for on the last one only.
+pub fn encode_requests(
+    mode: SendMode,
+    tag: &str,
+    entries: &[(weir_proto::EventTime, &[u8])],
+    opts: &weir_proto::EncodeOptions,
+) -> Vec<u8> {
+    use weir_proto::{encode_forward, encode_message, encode_packed, Compression};
+    match mode {
+        SendMode::Message => {
+            let mut out = Vec::new();
+            let last = entries.len().saturating_sub(1);
+            let mut plain = opts.clone();
+            plain.chunk = None;
+            for (i, (time, record)) in entries.iter().enumerate() {
+                let o = if i == last { opts } else { &plain };
+                out.extend_from_slice(&encode_message(tag, *time, record, o));
+            }
+            out
+        }
+        SendMode::Forward => encode_forward(tag, entries, opts),
+        SendMode::Packed => encode_packed(tag, entries, Compression::Text, opts),
+        SendMode::Compressed => encode_packed(tag, entries, Compression::Gzip, opts),
+        SendMode::Zstd => encode_packed(tag, entries, Compression::Zstd, opts),
+    }
+}
+
+/// A fresh chunk id as Fluentd writes it: Base64 of 16 random bytes, with a trailing newline.
+pub fn new_chunk_id() -> Bytes {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let raw: [u8; 16] = rand::random();
+    let mut out = Vec::with_capacity(25);
+    for chunk in raw.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = chunk.len() + 1;
+        for i in 0..4 {
+            if i < chars {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]);
+            } else {
+                out.push(b'=');
+            }
+        }
+    }
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_ids_look_like_fluentds() {
+        let id = new_chunk_id();
+        assert_eq!(id.len(), 25);
+        assert!(id.ends_with(b"==\n"));
+        assert!(id[..22]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/'));
+    }
+}

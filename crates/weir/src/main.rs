@@ -1,0 +1,75 @@
+//! The `weir` command: run an aggregator, check a config, send events, generate load.
+
+mod bench;
+mod cat;
+mod client;
+mod run;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// weir: a log aggregator that speaks the Fluentd forward protocol.
+#[derive(Parser)]
+#[command(name = "weir", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// How much weir logs: error, warn, info, debug or trace (or a tracing filter such as
+    /// "info,weir_server=debug").
+    #[arg(long, global = true, default_value = "info", env = "WEIR_LOG")]
+    log_level: String,
+    /// The log line format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an aggregator with a Fluentd-syntax config file.
+    Run(run::RunArgs),
+    /// Check a config file and print its routing plan, like `fluentd --dry-run`.
+    Check(run::CheckArgs),
+    /// Send JSON lines from standard input as events, like `fluent-cat`.
+    Cat(cat::CatArgs),
+    /// Generate forward-protocol load against an aggregator and report throughput and ack latency.
+    Bench(bench::BenchArgs),
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level, cli.log_format);
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Check(args) => run::check(args),
+        Command::Cat(args) => cat::cat(args),
+        Command::Bench(args) => bench::bench(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("weir: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

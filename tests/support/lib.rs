@@ -1,0 +1,321 @@
+//! Helpers for weir's end-to-end tests: start the real `weir` binary on a config, collect what
+//! it prints, find the Python and Node clients that `make test` installs, make scratch
+//! directories and TLS certificates.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `weir` binary under test: `$WEIR_BIN`, or the debug build `make test` makes first.
+pub fn weir_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("WEIR_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let bin = target.join("debug").join("weir");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p weir` first (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The Python interpreter of the test venv (`make test` creates it).
+pub fn python() -> PathBuf {
+    let p = root().join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run `make test-deps`",
+        p.display()
+    );
+    p
+}
+
+/// Checks that the Node clients are installed and returns the `node` program.
+pub fn node() -> PathBuf {
+    let modules = root().join("tests/node/node_modules");
+    assert!(
+        modules.join("fluent-logger").exists() && modules.join("@fluent-org/logger").exists(),
+        "{} is incomplete: run `make test-deps`",
+        modules.display()
+    );
+    PathBuf::from("node")
+}
+
+/// A fresh scratch directory under `target/e2e`, removed when dropped.
+pub struct Scratch {
+    path: PathBuf,
+}
+
+impl Scratch {
+    /// Makes a new, empty directory.
+    pub fn new(name: &str) -> Scratch {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = root()
+            .join("target/e2e")
+            .join(format!("{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("creating a scratch directory");
+        Scratch { path }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes a file in it and returns its path.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path.join(name);
+        std::fs::write(&p, contents).expect("writing a scratch file");
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A port that was free a moment ago, for TCP and UDP.
+pub fn free_port() -> u16 {
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("binding port 0");
+        let port = l.local_addr().expect("local addr").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+#[derive(Default)]
+struct Lines {
+    lines: Mutex<Vec<String>>,
+    changed: Condvar,
+}
+
+impl Lines {
+    fn collect(self: &Arc<Self>, pipe: impl std::io::Read + Send + 'static, echo: bool) {
+        let me = Arc::clone(self);
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if echo {
+                    eprintln!("[weir] {line}");
+                }
+                let mut lines = me.lines.lock().unwrap_or_else(|e| e.into_inner());
+                lines.push(line);
+                me.changed.notify_all();
+            }
+        });
+    }
+
+    fn snapshot(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn wait_until(&self, timeout: Duration, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if done(&lines) {
+                return lines.clone();
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return lines.clone();
+            }
+            lines = self
+                .changed
+                .wait_timeout(lines, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// A running `weir run` process, killed when dropped.
+pub struct Weir {
+    child: Child,
+    stdout: Arc<Lines>,
+    stderr: Arc<Lines>,
+    /// The forward port it listens on.
+    pub port: u16,
+    /// Its scratch directory (the config lives there).
+    pub dir: Scratch,
+}
+
+impl Weir {
+    /// Starts weir on `config`, in which `{port}` and `{dir}` are replaced by a free port and
+    /// the scratch directory, and waits until the port accepts connections.
+    pub fn start(name: &str, config: &str) -> Weir {
+        let dir = Scratch::new(name);
+        let port = free_port();
+        let text = config
+            .replace("{port}", &port.to_string())
+            .replace("{dir}", &dir.path().display().to_string());
+        let conf = dir.write("weir.conf", text);
+        let mut child = Command::new(weir_bin())
+            .args(["run", "-c"])
+            .arg(&conf)
+            .env(
+                "WEIR_LOG",
+                std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .env("TZ", "UTC")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting weir");
+        let stdout = Arc::new(Lines::default());
+        let stderr = Arc::new(Lines::default());
+        stdout.collect(child.stdout.take().expect("stdout pipe"), false);
+        stderr.collect(
+            child.stderr.take().expect("stderr pipe"),
+            std::env::var_os("WEIR_TEST_ECHO").is_some(),
+        );
+        let weir = Weir {
+            child,
+            stdout,
+            stderr,
+            port,
+            dir,
+        };
+        weir.wait_for_port();
+        weir
+    }
+
+    fn wait_for_port(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        panic!(
+            "weir did not start listening on {addr}; its log:\n{}",
+            self.stderr_lines().join("\n")
+        );
+    }
+
+    /// The forward address.
+    pub fn addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    /// Lines weir printed on stdout so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.snapshot()
+    }
+
+    /// Lines weir logged on stderr so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.snapshot()
+    }
+
+    /// Waits (up to `timeout`) for at least `n` stdout lines and returns them.
+    pub fn wait_stdout(&self, n: usize, timeout: Duration) -> Vec<String> {
+        self.stdout.wait_until(timeout, |l| l.len() >= n)
+    }
+
+    /// Waits (up to `timeout`) for a log line containing `needle` and returns it.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> Option<String> {
+        self.stderr
+            .wait_until(timeout, |l| l.iter().any(|x| x.contains(needle)))
+            .into_iter()
+            .find(|x| x.contains(needle))
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{sig}"), self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit and returns its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Weir {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a command to completion with a time limit; returns (success, stdout, stderr).
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> (bool, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    let out = Arc::new(Lines::default());
+    let err = Arc::new(Lines::default());
+    out.collect(child.stdout.take().expect("stdout"), false);
+    err.collect(child.stderr.take().expect("stderr"), false);
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break Some(s);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Let the reader threads drain the pipes.
+    std::thread::sleep(Duration::from_millis(50));
+    (
+        status.is_some_and(|s| s.success()),
+        out.snapshot().join("\n"),
+        err.snapshot().join("\n"),
+    )
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM files in `dir`:
+/// (cert path, key path).
+pub fn self_signed_cert(dir: &Scratch) -> (PathBuf, PathBuf) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("generating a certificate");
+    let cert_path = dir.write("server.crt", cert.cert.pem());
+    let key_path = dir.write("server.key", cert.key_pair.serialize_pem());
+    (cert_path, key_path)
+}
