@@ -73,7 +73,7 @@ impl Element {
             let _ = writeln!(
                 out,
                 "{indent}  {} {} # {}",
-                p.key,
+                render_key(&p.key),
                 json_string(&p.value),
                 p.location
             );

@@ -35,11 +35,21 @@ pub(crate) struct Ctx<'e> {
     env: &'e dyn Env,
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigWarning>,
-    /// Canonical paths of the files being read, outermost first.
-    include_stack: Vec<PathBuf>,
+    /// Canonical paths of the files being read, outermost first, with the names they were
+    /// opened under.
+    include_stack: Vec<(PathBuf, Arc<str>)>,
 }
 
 type Fatal = ConfigError;
+
+/// What an element's body collects: parameters (with an index by key, so a file with many keys
+/// stays linear) and child elements.
+#[derive(Default)]
+struct Body {
+    params: Vec<Param>,
+    index: std::collections::HashMap<String, usize>,
+    elems: Vec<Element>,
+}
 
 struct Parser<'s, 'c, 'e> {
     src: &'s str,
@@ -458,9 +468,9 @@ impl<'s, 'c, 'e> Parser<'s, 'c, 'e> {
         }
     }
 
-    fn add_param(&mut self, params: &mut Vec<Param>, key: String, value: String, at: usize) {
+    fn add_param(&mut self, body: &mut Body, key: String, value: String, at: usize) {
         let location = self.location_at(at);
-        if let Some(p) = params.iter_mut().find(|p| p.key == key) {
+        if let Some(p) = body.index.get(&key).and_then(|&i| body.params.get_mut(i)) {
             let first = p.location.clone();
             p.value = value;
             p.location = location;
@@ -469,7 +479,8 @@ impl<'s, 'c, 'e> Parser<'s, 'c, 'e> {
                 format!("parameter '{key}' is set again (first at {first}); the last value wins"),
             );
         } else {
-            params.push(Param {
+            body.index.insert(key.clone(), body.params.len());
+            body.params.push(Param {
                 key,
                 value,
                 location,
@@ -482,8 +493,7 @@ impl<'s, 'c, 'e> Parser<'s, 'c, 'e> {
     fn parse_element(
         &mut self,
         elem_name: Option<&str>,
-        params: &mut Vec<Param>,
-        elems: &mut Vec<Element>,
+        body: &mut Body,
         depth: usize,
     ) -> Result<(), Fatal> {
         let root = elem_name.is_none();
@@ -547,15 +557,16 @@ impl<'s, 'c, 'e> Parser<'s, 'c, 'e> {
                         format!("elements are nested more than {MAX_NESTING} levels deep"),
                     ));
                 }
-                let mut e = Element {
+                let location = self.location_at(at);
+                let mut child = Body::default();
+                self.parse_element(Some(name), &mut child, depth + 1)?;
+                body.elems.push(Element {
                     name: name.to_string(),
                     arg: arg.to_string(),
-                    params: Vec::new(),
-                    elements: Vec::new(),
-                    location: self.location_at(at),
-                };
-                self.parse_element(Some(name), &mut e.params, &mut e.elements, depth + 1)?;
-                elems.push(e);
+                    params: child.params,
+                    elements: child.elems,
+                    location,
+                });
                 continue;
             }
             if root {
@@ -574,7 +585,7 @@ impl<'s, 'c, 'e> Parser<'s, 'c, 'e> {
                         }
                         self.pos += n;
                         self.spacing();
-                        self.parse_include(params, elems, depth, at)?;
+                        self.parse_include(body, depth, at)?;
                         continue;
                     }
                 }
@@ -582,11 +593,11 @@ impl<'s, 'c, 'e> Parser<'s, 'c, 'e> {
             let key = self.scan_string(true)?;
             let skipped = self.spacing_without_comment();
             if skipped.contains('\n') || self.eof() {
-                self.add_param(params, key, String::new(), at);
+                self.add_param(body, key, String::new(), at);
                 continue;
             }
             if key == "@include" {
-                self.parse_include(params, elems, depth, at)?;
+                self.parse_include(body, depth, at)?;
                 continue;
             }
             if key.starts_with('@') && !RESERVED_PARAMS.contains(&key.as_str()) {
@@ -611,17 +622,11 @@ impl<'s, 'c, 'e> Parser<'s, 'c, 'e> {
             if !self.line_end() {
                 return Err(self.err_at(self.pos, "expected end of line"));
             }
-            self.add_param(params, key, value, at);
+            self.add_param(body, key, value, at);
         }
     }
 
-    fn parse_include(
-        &mut self,
-        params: &mut Vec<Param>,
-        elems: &mut Vec<Element>,
-        depth: usize,
-        at: usize,
-    ) -> Result<(), Fatal> {
+    fn parse_include(&mut self, body: &mut Body, depth: usize, at: usize) -> Result<(), Fatal> {
         let uri = if self.eof() {
             String::new()
         } else {
@@ -630,15 +635,14 @@ impl<'s, 'c, 'e> Parser<'s, 'c, 'e> {
         if uri.is_empty() {
             return Err(self.err_at(at, "@include needs a path"));
         }
-        self.eval_include(params, elems, depth, at, &uri)?;
+        self.eval_include(body, depth, at, &uri)?;
         self.line_end();
         Ok(())
     }
 
     fn eval_include(
         &mut self,
-        params: &mut Vec<Param>,
-        elems: &mut Vec<Element>,
+        body: &mut Body,
         depth: usize,
         at: usize,
         uri: &str,
@@ -683,28 +687,28 @@ impl<'s, 'c, 'e> Parser<'s, 'c, 'e> {
             );
         }
         for file in files {
-            self.include_file(params, elems, depth, at, uri, &file)?;
+            self.include_file(body, depth, at, uri, &file)?;
         }
         Ok(())
     }
 
     fn include_file(
         &mut self,
-        params: &mut Vec<Param>,
-        elems: &mut Vec<Element>,
+        body: &mut Body,
         depth: usize,
         at: usize,
         uri: &str,
         file: &Path,
     ) -> Result<(), Fatal> {
         let canonical = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
-        if self.ctx.include_stack.contains(&canonical) {
-            let chain: Vec<String> = self
+        let file_name: Arc<str> = Arc::from(file.display().to_string());
+        if self.ctx.include_stack.iter().any(|(p, _)| *p == canonical) {
+            let chain: Vec<&str> = self
                 .ctx
                 .include_stack
                 .iter()
-                .map(|p| p.display().to_string())
-                .chain(std::iter::once(canonical.display().to_string()))
+                .map(|(_, name)| &**name)
+                .chain(std::iter::once(&*file_name))
                 .collect();
             return Err(self.err_at(at, format!("@include cycle: {}", chain.join(" -> "))));
         }
@@ -722,12 +726,11 @@ impl<'s, 'c, 'e> Parser<'s, 'c, 'e> {
                 return Ok(());
             }
         };
-        let file_name: Arc<str> = Arc::from(file.display().to_string());
         let text = decode(&bytes, &file_name, self.ctx);
         let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-        self.ctx.include_stack.push(canonical);
+        self.ctx.include_stack.push((canonical, file_name.clone()));
         let mut sub = Parser::new(&text, file_name, base_dir, self.ctx);
-        let result = sub.parse_element(None, params, elems, depth);
+        let result = sub.parse_element(None, body, depth);
         self.ctx.include_stack.pop();
         result
     }
@@ -782,19 +785,24 @@ pub(crate) fn parse_text(
         env,
         errors: Vec::new(),
         warnings: Vec::new(),
-        include_stack: canonical.into_iter().collect(),
+        include_stack: Vec::new(),
     };
     let file: Arc<str> = Arc::from(file_name);
+    if let Some(c) = canonical {
+        ctx.include_stack.push((c, file.clone()));
+    }
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut root = Element {
+    let location = Location::new(file.clone(), 1);
+    let mut body = Body::default();
+    let mut parser = Parser::new(text, file, base_dir.to_path_buf(), &mut ctx);
+    let result = parser.parse_element(None, &mut body, 0);
+    let root = Element {
         name: "ROOT".to_string(),
         arg: String::new(),
-        params: Vec::new(),
-        elements: Vec::new(),
-        location: Location::new(file.clone(), 1),
+        params: body.params,
+        elements: body.elems,
+        location,
     };
-    let mut parser = Parser::new(text, file, base_dir.to_path_buf(), &mut ctx);
-    let result = parser.parse_element(None, &mut root.params, &mut root.elements, 0);
     if let Err(fatal) = result {
         ctx.errors.push(fatal);
     }
