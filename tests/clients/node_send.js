@@ -28,6 +28,8 @@ async function withFluentOrg() {
   if (spec.security) options.security = spec.security;
   if (spec.ack) options.ack = { ackTimeout: 10000 };
   const client = new FluentClient(spec.tagPrefix, options);
+  // With reconnects disabled the client does not connect by itself.
+  await client.connect();
   const sends = spec.events.map((e) => client.emit(e.label, e.record, new EventTime(e.sec, e.nsec)));
   await client.flush();
   await Promise.all(sends);

@@ -82,6 +82,21 @@ fn raw<'a>(
     }
 }
 
+/// Like [`raw`], but `nil` reads as empty. The npm fluent-logger client sends `nil` for the
+/// user name when the server offers an auth salt and no user is configured; Fluentd ignores
+/// these fields unless user authentication is on.
+fn raw_or_nil<'a>(
+    buf: &'a [u8],
+    pos: usize,
+    message: &'static str,
+    field: &'static str,
+) -> Result<(&'a [u8], usize), HandshakeError> {
+    match read_header(buf, pos)? {
+        (Header::Nil, p) => Ok((&[], p)),
+        _ => raw(buf, pos, message, field),
+    }
+}
+
 fn done(buf: &[u8], pos: usize) -> Result<(), HandshakeError> {
     if pos == buf.len() {
         Ok(())
@@ -215,7 +230,8 @@ impl Ping {
         out
     }
 
-    /// Parses a PING: exactly 6 elements, element 0 `"PING"`, the others `str` or `bin`.
+    /// Parses a PING: exactly 6 elements, element 0 `"PING"`, the others `str` or `bin`
+    /// (`nil` is taken as empty for the user name and password digest).
     pub fn parse(buf: &[u8]) -> Result<Ping, HandshakeError> {
         const M: &str = "PING";
         let (n, p) = open(buf, M)?;
@@ -223,8 +239,8 @@ impl Ping {
         let (hostname, p) = raw(buf, p, M, "hostname")?;
         let (salt, p) = raw(buf, p, M, "salt")?;
         let (key_digest, p) = raw(buf, p, M, "key_digest")?;
-        let (username, p) = raw(buf, p, M, "username")?;
-        let (password_digest, p) = raw(buf, p, M, "password_digest")?;
+        let (username, p) = raw_or_nil(buf, p, M, "username")?;
+        let (password_digest, p) = raw_or_nil(buf, p, M, "password_digest")?;
         done(buf, p)?;
         Ok(Ping {
             hostname: Bytes::copy_from_slice(hostname),

@@ -389,3 +389,24 @@ fn frames_of_all_examples_come_out_whole() {
         Request::KeepAlive
     ));
 }
+
+/// The npm fluent-logger client sends `nil` as the user name (and a digest over an empty user)
+/// when the server's HELO carries an auth salt and the client has no user configured.
+#[test]
+fn ping_with_nil_username_reads_as_empty() {
+    let mut buf = vec![0x96, 0xA4, b'P', b'I', b'N', b'G'];
+    for field in [&b"client"[..], b"salt", b"digest"] {
+        weir_proto::msgpack::write_str(&mut buf, field);
+    }
+    buf.push(0xc0);
+    weir_proto::msgpack::write_str(&mut buf, b"pwdigest");
+    let ping = weir_proto::Ping::parse(&buf).unwrap();
+    assert!(ping.username.is_empty());
+    assert_eq!(ping.password_digest, "pwdigest");
+    // A nil anywhere else is still refused.
+    let mut bad = vec![0x96, 0xA4, b'P', b'I', b'N', b'G', 0xc0];
+    for field in [&b"salt"[..], b"digest", b"", b""] {
+        weir_proto::msgpack::write_str(&mut bad, field);
+    }
+    assert!(weir_proto::Ping::parse(&bad).is_err());
+}

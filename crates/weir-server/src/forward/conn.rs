@@ -45,7 +45,9 @@ pub(crate) struct Shared {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnError {
     #[error("malformed request: {0}")]
-    Frame(#[from] FrameError),
+    Frame(FrameError),
+    #[error("request of at least {needed} bytes is larger than chunk_size_limit ({limit} bytes); refused without an ack")]
+    TooLarge { limit: usize, needed: usize },
     #[error("invalid request: {0}")]
     Request(#[from] RequestError),
     #[error("handshake failed: {0}")]
@@ -72,6 +74,15 @@ pub(crate) enum ConnError {
     PeerClosed,
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
+}
+
+impl From<FrameError> for ConnError {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::TooLarge { limit, needed } => ConnError::TooLarge { limit, needed },
+            other => ConnError::Frame(other),
+        }
+    }
 }
 
 impl ConnError {
@@ -115,6 +126,7 @@ where
     if let Err(e) = serve_inner(stream, peer, &shared).await {
         match &e {
             ConnError::Frame(_)
+            | ConnError::TooLarge { .. }
             | ConnError::Request(_)
             | ConnError::Json
             | ConnError::UnexpectedProxyHeader
