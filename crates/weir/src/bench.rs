@@ -73,7 +73,7 @@ fn make_record(i: usize, size: usize) -> Vec<u8> {
         .collect();
     let value = serde_json::json!({
         "host": host,
-        "level": if i % 10 == 0 { "error" } else { "info" },
+        "level": if i.is_multiple_of(10) { "error" } else { "info" },
         "seq": i,
         "message": message,
     });
