@@ -1,0 +1,230 @@
+//! The `weir` command's client side and help: `weir cat` in every mode, with acks, a shared key
+//! and TLS against a real weir; `weir bench` against a real weir; `--help` and `--version`.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use weir_e2e::{run_with_timeout, self_signed_cert, weir_bin, Scratch, Weir};
+
+const STDOUT_CONFIG: &str = r#"
+<source>
+  @type forward
+  bind 127.0.0.1
+  port {port}
+  {security}
+</source>
+<match **>
+  @type stdout
+</match>
+"#;
+
+/// Runs `weir cat` with `args`, feeding `input` on stdin; returns (success, stderr).
+fn cat(args: &[&str], input: &str) -> (bool, String) {
+    let mut child = Command::new(weir_bin())
+        .arg("cat")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting weir cat");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("writing to weir cat");
+    let out = child.wait_with_output().expect("waiting for weir cat");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn records_of(lines: &[String]) -> Vec<String> {
+    // "<date> <time> <zone> <tag>: <json>" → "<tag>: <json>"
+    let mut v: Vec<String> = lines
+        .iter()
+        .map(|l| l.splitn(4, ' ').nth(3).unwrap_or_default().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn cat_sends_every_mode_with_acks_keeping_key_order() {
+    let weir = Weir::start("cat-modes", &STDOUT_CONFIG.replace("{security}", ""));
+    let port = weir.port.to_string();
+    let mut expected = Vec::new();
+    for mode in ["message", "forward", "packed", "compressed", "zstd"] {
+        let input = format!("{{\"z\":1,\"a\":\"{mode}\"}}\n\n{{\"m\":[1,2.5,null,true]}}\n");
+        let tag = format!("cat.{mode}");
+        let (ok, err) = cat(&["--port", &port, "--mode", mode, "--ack", &tag], &input);
+        assert!(ok, "weir cat --mode {mode} failed: {err}");
+        expected.push(format!("{tag}: {{\"z\":1,\"a\":\"{mode}\"}}"));
+        expected.push(format!("{tag}: {{\"m\":[1,2.5,null,true]}}"));
+    }
+    expected.sort();
+    let lines = weir.wait_stdout(expected.len(), Duration::from_secs(10));
+    assert_eq!(records_of(&lines), expected);
+}
+
+#[test]
+fn cat_reports_a_bad_line_with_its_number() {
+    let weir = Weir::start("cat-bad", &STDOUT_CONFIG.replace("{security}", ""));
+    let port = weir.port.to_string();
+    let (ok, err) = cat(&["--port", &port, "--ack", "app"], "{\"a\":1}\nnot json\n");
+    assert!(!ok);
+    assert!(err.contains("line 2"), "{err}");
+    let (ok, err) = cat(&["--port", &port, "app"], "[1,2]\n");
+    assert!(!ok);
+    assert!(err.contains("must be a JSON object"), "{err}");
+}
+
+#[test]
+fn cat_with_shared_key_and_tls() {
+    let certs = Scratch::new("cat-tls-certs");
+    let (cert, key) = self_signed_cert(&certs);
+    let security = format!(
+        "<security>\n self_hostname aggregator.test\n shared_key k3y\n </security>\n <transport tls>\n cert_path {}\n private_key_path {}\n </transport>",
+        cert.display(),
+        key.display()
+    );
+    let weir = Weir::start("cat-tls", &STDOUT_CONFIG.replace("{security}", &security));
+    let port = weir.port.to_string();
+    let ca = cert.display().to_string();
+    let base = [
+        "--port",
+        &port,
+        "--tls",
+        "--tls-ca",
+        &ca,
+        "--tls-server-name",
+        "localhost",
+        "--ack",
+    ];
+    let mut args = base.to_vec();
+    args.extend([
+        "--shared-key",
+        "k3y",
+        "--self-hostname",
+        "client.test",
+        "secure.app",
+    ]);
+    let (ok, err) = cat(&args, "{\"a\":1}\n");
+    assert!(ok, "{err}");
+    assert_eq!(
+        records_of(&weir.wait_stdout(1, Duration::from_secs(10))),
+        vec!["secure.app: {\"a\":1}"]
+    );
+
+    let mut wrong = base.to_vec();
+    wrong.extend([
+        "--shared-key",
+        "nope",
+        "--self-hostname",
+        "client.test",
+        "secure.app",
+    ]);
+    let (ok, err) = cat(&wrong, "{\"a\":2}\n");
+    assert!(!ok);
+    assert!(err.contains("shared_key mismatch"), "{err}");
+
+    // Without the CA the certificate is not trusted.
+    let (ok, err) = cat(
+        &[
+            "--port",
+            &port,
+            "--tls",
+            "--tls-ca",
+            "/dev/null",
+            "--shared-key",
+            "k3y",
+            "x",
+        ],
+        "{\"a\":3}\n",
+    );
+    assert!(!ok, "{err}");
+    assert_eq!(weir.stdout_lines().len(), 1);
+}
+
+#[test]
+fn bench_reports_throughput_and_ack_latency() {
+    let weir = Weir::start(
+        "bench",
+        "<source>\n @type forward\n bind 127.0.0.1\n port {port}\n</source>\n<match **>\n @type null\n</match>\n",
+    );
+    let port = weir.port.to_string();
+    let (ok, out, err) = run_with_timeout(
+        Command::new(weir_bin()).args([
+            "bench",
+            "--port",
+            &port,
+            "--connections",
+            "2",
+            "--batch",
+            "100",
+            "--duration",
+            "1",
+            "--ack",
+            "--json",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("bench prints JSON");
+    assert!(v["events"].as_u64().unwrap() >= 100, "{v}");
+    assert!(v["acks"].as_u64().unwrap() >= 1, "{v}");
+    assert!(v["ack_p99_ms"].as_f64().unwrap() >= v["ack_p50_ms"].as_f64().unwrap());
+}
+
+#[test]
+fn help_describes_every_command_and_version_prints() {
+    let (ok, out, _) = run_with_timeout(
+        Command::new(weir_bin()).arg("--help"),
+        Duration::from_secs(10),
+    );
+    assert!(ok);
+    for cmd in ["run", "check", "cat", "bench"] {
+        assert!(out.contains(cmd), "--help lacks {cmd}: {out}");
+    }
+    for (cmd, flag) in [
+        ("run", "--pid-file"),
+        ("check", "--strict"),
+        ("cat", "--shared-key"),
+        ("bench", "--connections"),
+    ] {
+        let (ok, out, _) = run_with_timeout(
+            Command::new(weir_bin()).args([cmd, "--help"]),
+            Duration::from_secs(10),
+        );
+        assert!(
+            ok && out.contains(flag),
+            "weir {cmd} --help lacks {flag}: {out}"
+        );
+    }
+    let (ok, out, _) = run_with_timeout(
+        Command::new(weir_bin()).arg("--version"),
+        Duration::from_secs(10),
+    );
+    assert!(ok && out.starts_with("weir "), "{out}");
+}
+
+#[test]
+fn accepted_connections_get_keepalive_probes() {
+    let weir = Weir::start("keepalive", &STDOUT_CONFIG.replace("{security}", ""));
+    let _conn = std::net::TcpStream::connect(weir.addr()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let filter = format!("sport = :{}", weir.port);
+    let (ok, out, err) = run_with_timeout(
+        Command::new("ss").args(["-tnoH", "state", "established", &filter]),
+        Duration::from_secs(10),
+    );
+    assert!(ok, "ss failed: {err}");
+    // The idle timer is the configured 60 s (ss prints the time left, e.g. "59sec").
+    assert!(
+        out.contains("timer:(keepalive,") && (out.contains(",59sec") || out.contains(",1min")),
+        "no keepalive timer on the accepted socket: {out}"
+    );
+}
