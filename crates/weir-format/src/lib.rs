@@ -1,0 +1,44 @@
+//! weir's formatters: the text (or msgpack) each output writes for an event, byte for byte
+//! what Fluentd writes for the same record and configuration.
+//!
+//! This crate owns:
+//!
+//! * the [`Formatter`] trait and Fluentd's formatters `ltsv`, `json`, `msgpack`,
+//!   `single_value`, `csv`, `tsv`, `out_file` and `hash` ([`formatters`]), built from a
+//!   `<format>` section or the v0.12 flat parameters by [`formatter_from_section`];
+//! * `<inject>` ([`Inject`]): adding hostname, worker id, tag and time keys to a record,
+//!   msgpack in and msgpack out, including the v0.12 `include_time_key` style;
+//! * Ruby-compatible time formatting ([`strftime`], [`TimeZoneSpec`], [`TimeFormatter`]),
+//!   also meant for time-sliced file names and object keys;
+//! * Ruby's `to_s`/`inspect` of record values ([`ruby`]), which the text formatters share.
+//!
+//! Records are msgpack map bytes as `weir_proto` delivers them; formatters read them in place
+//! and never build a tree. JSON is `weir_proto::record_to_json`. It does not own where the
+//! bytes go (files, S3, the terminal): that is the outputs' business.
+
+mod config;
+mod error;
+pub mod formatters;
+mod inject;
+pub mod ruby;
+mod time;
+
+pub use config::formatter_from_section;
+pub use error::FormatError;
+pub use inject::Inject;
+pub use time::{iso8601_into, strftime, strftime_into, TimeFormatter, TimeType, TimeZoneSpec};
+
+use weir_proto::EventTime;
+
+/// Turns one event into the bytes an output writes for it.
+pub trait Formatter: Send + Sync {
+    /// Appends the formatted event to `out`. `record` is one msgpack map. On error nothing
+    /// useful has been appended and the caller should drop the event or report it.
+    fn format(
+        &self,
+        tag: &str,
+        time: EventTime,
+        record: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), FormatError>;
+}
