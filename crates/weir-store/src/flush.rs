@@ -1,0 +1,229 @@
+//! Delivering queued chunks: the [`ChunkSink`] outputs implement and the flusher loop.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use tokio::task::JoinHandle;
+
+use crate::error::WriteError;
+use crate::retry::RetryState;
+use crate::store::{lock, Buffer, ChunkRef, Inner, DRAIN, RUNNING, STOP};
+
+/// Where chunks go: an output (file, S3, forward) implements this.
+pub trait ChunkSink: Send + Sync + 'static {
+    /// Writes one chunk. `Ok` means the chunk may be deleted from the buffer. The future is
+    /// given `delayed_commit_timeout` to finish; past that it counts as a retryable failure.
+    fn write<'a>(&'a self, chunk: &'a ChunkRef) -> BoxFuture<'a, Result<(), WriteError>>;
+}
+
+fn rand01() -> f64 {
+    rand::random::<f64>()
+}
+
+struct Flusher {
+    buffer: Buffer,
+    sink: Arc<dyn ChunkSink>,
+    secondary: Option<Arc<dyn ChunkSink>>,
+    retry: Mutex<Option<RetryState>>,
+}
+
+/// Starts the flusher of a buffer: one task that enqueues staged chunks when they are due
+/// (`flush_mode`, checked every `flush_thread_interval`) and `flush_thread_count` tasks that
+/// deliver queued chunks to `sink`, retrying on the schedule of the `<buffer>` retry
+/// parameters and switching to `secondary` at `retry_secondary_threshold`. A chunk whose
+/// retries (and secondary) are exhausted, or that fails with [`WriteError::Unrecoverable`]
+/// everywhere, is moved to `failed/` with an error line. The returned handle finishes after
+/// [`Buffer::shutdown`]. Must be called inside a tokio runtime.
+pub fn spawn_flusher(
+    buffer: Buffer,
+    sink: Arc<dyn ChunkSink>,
+    secondary: Option<Arc<dyn ChunkSink>>,
+) -> JoinHandle<()> {
+    let inner = Arc::clone(&buffer.inner);
+    let threads = inner.cfg.flush_thread_count.max(1);
+    inner.workers.fetch_add(threads, Ordering::SeqCst);
+    let f = Arc::new(Flusher {
+        buffer,
+        sink,
+        secondary,
+        retry: Mutex::new(None),
+    });
+    let mut handles = Vec::new();
+    {
+        let inner = Arc::clone(&inner);
+        handles.push(tokio::spawn(async move {
+            let every = inner.cfg.flush_thread_interval;
+            while inner.mode.load(Ordering::SeqCst) == RUNNING {
+                let woken = inner.work.notified();
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = woken => {}
+                }
+                if inner.mode.load(Ordering::SeqCst) == RUNNING {
+                    inner.enqueue_due(inner.clock.now());
+                }
+            }
+        }));
+    }
+    for _ in 0..threads {
+        let f = Arc::clone(&f);
+        handles.push(tokio::spawn(async move {
+            f.worker().await;
+            let inner = &f.buffer.inner;
+            inner.workers.fetch_sub(1, Ordering::SeqCst);
+            inner.workers_done.notify_waiters();
+        }));
+    }
+    tokio::spawn(async move {
+        for h in handles {
+            let _ = h.await;
+        }
+    })
+}
+
+impl Flusher {
+    fn inner(&self) -> &Arc<Inner> {
+        &self.buffer.inner
+    }
+
+    async fn worker(&self) {
+        let inner = Arc::clone(self.inner());
+        loop {
+            let mode = inner.mode.load(Ordering::SeqCst);
+            if mode == STOP {
+                return;
+            }
+            let woken = inner.work.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if mode == RUNNING {
+                let next = lock(&self.retry).as_ref().map(|r| r.next_time());
+                if let Some(next) = next {
+                    if inner.clock.now() < next {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(inner.clock.instant_of(next)) => {}
+                            _ = &mut woken => {}
+                        }
+                        continue;
+                    }
+                }
+            }
+            let Some(chunk) = inner.take_next() else {
+                if mode == DRAIN {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(inner.cfg.flush_thread_interval) => {}
+                    _ = woken => {}
+                }
+                continue;
+            };
+            let loaded = {
+                let (i2, c2) = (Arc::clone(&inner), Arc::clone(&chunk));
+                tokio::task::spawn_blocking(move || ChunkRef::load(i2, c2)).await
+            };
+            let cref = match loaded {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    inner.fail(&chunk, true, &format!("cannot read it back: {e}"));
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(buffer = %inner.name, "chunk reader task failed: {e}");
+                    inner.takeback(chunk);
+                    continue;
+                }
+            };
+            if cref.records() == 0 {
+                inner.purge(&chunk);
+                continue;
+            }
+            let now = inner.clock.now();
+            let to_secondary = self.secondary.is_some()
+                && lock(&self.retry).as_ref().is_some_and(|r| r.secondary(now));
+            let dest = match (&self.secondary, to_secondary) {
+                (Some(s), true) => Arc::clone(s),
+                _ => Arc::clone(&self.sink),
+            };
+            match self.write_to(&dest, &cref).await {
+                Ok(()) => {
+                    inner.purge(&chunk);
+                    *lock(&self.retry) = None;
+                }
+                Err(WriteError::Unrecoverable(m)) => {
+                    tracing::warn!(buffer = %inner.name, chunk_id = %cref.id(), "unrecoverable error: {m}");
+                    let rescued = match (&self.secondary, to_secondary) {
+                        (Some(s), false) => match self.write_to(s, &cref).await {
+                            Ok(()) => true,
+                            Err(e) => {
+                                tracing::warn!(buffer = %inner.name, chunk_id = %cref.id(), "secondary failed too: {e}");
+                                false
+                            }
+                        },
+                        _ => false,
+                    };
+                    if rescued {
+                        inner.purge(&chunk);
+                    } else {
+                        inner.fail(&chunk, true, &format!("unrecoverable error: {m}"));
+                    }
+                }
+                Err(WriteError::Retryable(m)) => {
+                    let now = inner.clock.now();
+                    let limit = {
+                        let mut r = lock(&self.retry);
+                        match r.as_mut() {
+                            None => {
+                                let mut params = inner.cfg.retry.clone();
+                                params.secondary = self.secondary.is_some();
+                                *r = Some(RetryState::new(params, now));
+                            }
+                            Some(s) if now >= s.next_time() => s.step(now, rand01()),
+                            Some(s) => s.recalc(now, rand01()),
+                        }
+                        let limit = r.as_ref().is_some_and(RetryState::limit);
+                        if let Some(s) = r.as_ref() {
+                            tracing::warn!(
+                                buffer = %inner.name,
+                                chunk_id = %cref.id(),
+                                retry_times = s.steps(),
+                                next_retry_in = s.next_time() - now,
+                                "failed to flush the buffer: {m}"
+                            );
+                        }
+                        if limit {
+                            *r = None;
+                        }
+                        limit
+                    };
+                    if limit {
+                        inner.fail(&chunk, true, "hit the retry limit");
+                        let n = inner.fail_queue("hit the retry limit (queue cleared, as Fluentd does)");
+                        tracing::error!(
+                            buffer = %inner.name,
+                            "failed to flush the buffer and hit the limit for retries; {} chunk(s) moved to failed/",
+                            n + 1
+                        );
+                    } else {
+                        inner.takeback(chunk);
+                        if mode == DRAIN {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn write_to(&self, sink: &Arc<dyn ChunkSink>, c: &ChunkRef) -> Result<(), WriteError> {
+        let timeout = self.inner().cfg.delayed_commit_timeout;
+        match tokio::time::timeout(timeout, sink.write(c)).await {
+            Ok(r) => r,
+            Err(_) => Err(WriteError::Retryable(format!(
+                "the write did not finish within delayed_commit_timeout ({}s)",
+                timeout.as_secs_f64()
+            ))),
+        }
+    }
+}

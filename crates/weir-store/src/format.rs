@@ -1,0 +1,175 @@
+//! The on-disk format: CRC-framed blocks and the chunk sidecar.
+//!
+//! A block is `len: u32 LE | crc: u32 LE | payload[len]`, where `crc` is the CRC-32C
+//! (Castagnoli) of the four `len` bytes followed by the payload, so a damaged length is caught
+//! as surely as a damaged payload. The payload is msgpack `[time, record]` entries (time as the
+//! EventTime ext), gzip-compressed as one gzip member per block when the buffer has
+//! `compress gzip`. A chunk file is nothing but blocks, back to back.
+
+use std::io::Read;
+
+use serde::{Deserialize, Serialize};
+
+/// Bytes in a block header.
+pub const BLOCK_HEADER: usize = 8;
+
+/// The largest payload a block may declare; anything above is treated as damage.
+pub const MAX_BLOCK: u32 = 1 << 30;
+
+/// The sidecar's format version.
+pub const META_VERSION: u32 = 1;
+
+fn crc_of(len: [u8; 4], payload: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&len), payload)
+}
+
+/// Appends one framed block holding `payload` to `out`.
+pub fn frame_block(out: &mut Vec<u8>, payload: &[u8]) {
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes();
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&crc_of(len, payload).to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// The result of scanning a chunk file's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    /// Byte ranges of the intact payloads, in order.
+    pub payloads: Vec<std::ops::Range<usize>>,
+    /// Length of the intact prefix: every byte past it is damaged or torn.
+    pub good_len: usize,
+}
+
+/// Scans framed blocks from the start of `data`, stopping at the first block that is torn
+/// (shorter than its header says), has a bad CRC, or declares an impossible length.
+pub fn scan_blocks(data: &[u8]) -> Scan {
+    let mut pos = 0usize;
+    let mut payloads = Vec::new();
+    while let Some(header) = data.get(pos..pos + BLOCK_HEADER) {
+        let len_bytes = [header[0], header[1], header[2], header[3]];
+        let len = u32::from_le_bytes(len_bytes);
+        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        if len == 0 || len > MAX_BLOCK {
+            break;
+        }
+        let start = pos + BLOCK_HEADER;
+        let Some(payload) = data.get(start..start + len as usize) else {
+            break;
+        };
+        if crc_of(len_bytes, payload) != crc {
+            break;
+        }
+        payloads.push(start..start + len as usize);
+        pos = start + len as usize;
+    }
+    Scan {
+        payloads,
+        good_len: pos,
+    }
+}
+
+/// Gzip-compresses one block payload (one gzip member).
+pub fn gzip_block(payload: &[u8]) -> Vec<u8> {
+    weir_proto::gzip(payload)
+}
+
+/// Decompresses one gzip block payload, refusing output above `limit` bytes.
+pub fn gunzip_block(payload: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut d = flate2::read::GzDecoder::new(payload).take(limit as u64 + 1);
+    d.read_to_end(&mut out).map_err(|e| e.to_string())?;
+    if out.len() > limit {
+        return Err(format!("block inflates past {limit} bytes"));
+    }
+    Ok(out)
+}
+
+/// Counts the `[time, record]` entries of an uncompressed payload, checking that it is a
+/// sequence of complete two-element arrays.
+pub fn count_entries(payload: &[u8]) -> Result<u64, String> {
+    let mut pos = 0;
+    let mut n = 0u64;
+    while pos < payload.len() {
+        match weir_proto::msgpack::read_header(payload, pos) {
+            Ok((weir_proto::msgpack::Header::Array(2), _)) => {}
+            Ok(_) => return Err(format!("entry at offset {pos} is not [time, record]")),
+            Err(e) => return Err(e.to_string()),
+        }
+        pos = weir_proto::msgpack::skip_value(payload, pos).map_err(|e| e.to_string())?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The sidecar of a chunk (`<name>.meta` beside the data file): JSON, replaced atomically
+/// (write a temporary file, fsync it, rename it over the old one, fsync the directory).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetaFile {
+    /// Format version, [`META_VERSION`].
+    pub version: u32,
+    /// The chunk id (32 lowercase hex digits).
+    pub id: String,
+    /// The tag, when `tag` is a chunk key.
+    pub tag: Option<String>,
+    /// The start of the time range, when `time` is a chunk key (Unix seconds).
+    pub timekey: Option<i64>,
+    /// Record-key chunk keys and their values, in configuration order.
+    pub variables: Vec<(String, String)>,
+    /// Creation time, Unix seconds.
+    pub created: f64,
+    /// `staged` or `queued` as of the last sidecar write; the data file's name is authoritative.
+    pub state: String,
+    /// Record count as of the last sidecar write (written when the chunk is queued); recovery
+    /// counts the blocks again and trusts its own count.
+    pub records: u64,
+    /// Uncompressed payload bytes as of the last sidecar write; recovery recounts.
+    pub bytes: u64,
+    /// `text` or `gzip`: how block payloads are stored.
+    pub compress: String,
+    /// Metadata set by the output before delivery (for example the S3 object key), kept across
+    /// restarts.
+    pub extra: Vec<(String, String)>,
+}
+
+impl MetaFile {
+    /// Serializes the sidecar.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+
+    /// Parses a sidecar, checking its version.
+    pub fn from_bytes(b: &[u8]) -> Result<Self, String> {
+        let m: MetaFile = serde_json::from_slice(b).map_err(|e| e.to_string())?;
+        if m.version != META_VERSION {
+            return Err(format!("unknown sidecar version {}", m.version));
+        }
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_scan_back() {
+        let mut f = Vec::new();
+        frame_block(&mut f, b"abc");
+        frame_block(&mut f, b"defg");
+        let s = scan_blocks(&f);
+        assert_eq!(s.payloads, vec![8..11, 19..23]);
+        assert_eq!(s.good_len, f.len());
+        // A torn second block keeps the first.
+        let s = scan_blocks(&f[..f.len() - 1]);
+        assert_eq!(s.payloads.len(), 1);
+        assert_eq!(s.good_len, 11);
+    }
+
+    #[test]
+    fn crc_is_castagnoli() {
+        // The standard check value of CRC-32C.
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+    }
+}

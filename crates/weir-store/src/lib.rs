@@ -1,0 +1,36 @@
+//! `weir-store` owns weir's durable chunk store and the Fluentd-style buffer policy in front
+//! of every buffered output: chunk files of CRC-framed blocks with a JSON sidecar, group commit
+//! (one write and one fdatasync per chunk file per batch, on a dedicated thread per shard),
+//! recovery on open (torn tails cut, damaged sidecars moved to `corrupt/`), chunk keys
+//! (`tag`, `time`, record keys), size and count limits, overflow actions, flush modes, the
+//! retry schedule and the flusher loop that hands queued chunks to an output's [`ChunkSink`].
+//!
+//! It does no networking and knows nothing of the server: an output calls
+//! [`Buffer::append`] from its `emit` and turns the returned [`Commit`] into the pipeline's
+//! `Accepted::Later`. See `docs/buffering.md` for the guarantees in plain words.
+//!
+//! ```no_run
+//! # async fn demo(batch: weir_proto::EventBatch) -> Result<(), weir_store::StoreError> {
+//! use weir_store::{Buffer, BufferConfig};
+//! let (buffer, report) = Buffer::open(BufferConfig::file("/var/lib/weir/buf"), "out_s3")?;
+//! println!("recovered {} queued chunks", report.queued);
+//! buffer.append("app.log", &batch).await?; // on disk now: safe to ack
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+mod error;
+pub mod format;
+mod flush;
+pub mod key;
+pub mod retry;
+mod store;
+
+pub use config::{
+    BufferConfig, BufferDefaults, BufferType, Compress, FileLayout, FlushMode, OverflowAction,
+};
+pub use error::{StoreError, WriteError};
+pub use flush::{spawn_flusher, ChunkSink};
+pub use key::{ChunkKey, ChunkKeySpec, RecordKey};
+pub use retry::{RetryParams, RetryState};
+pub use store::{Buffer, BufferStats, ChunkRef, Commit, RecoveryReport};

@@ -1,0 +1,1456 @@
+//! The buffer: staged chunks, the queue, group commit and recovery.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{self, File, OpenOptions};
+use std::future::Future;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, Notify};
+use weir_proto::{EventBatch, EventTime};
+
+use crate::config::{BufferConfig, BufferType, Compress, FileLayout, FlushMode, OverflowAction};
+use crate::error::StoreError;
+use crate::format::{self, MetaFile};
+use crate::key::ChunkKey;
+
+/// Locks a mutex, ignoring poisoning (the data under these locks stays consistent because
+/// every critical section either completes its update or makes none).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Fsyncs a directory so that renames and new names in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io("fsync directory", dir, &e))
+}
+
+/// Wall-clock seconds derived from tokio's clock, so tests with paused time control it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    unix0: f64,
+    t0: tokio::time::Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        let unix0 = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        Clock {
+            unix0,
+            t0: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Unix seconds now.
+    pub(crate) fn now(&self) -> f64 {
+        self.unix0 + self.t0.elapsed().as_secs_f64()
+    }
+
+    /// The tokio instant of a Unix time.
+    pub(crate) fn instant_of(&self, unix: f64) -> tokio::time::Instant {
+        let d = (unix - self.unix0).max(0.0);
+        self.t0 + std::time::Duration::from_secs_f64(d.min(1e9))
+    }
+}
+
+/// What the flush workers are told to do.
+pub(crate) const RUNNING: u8 = 0;
+/// Deliver what is queued once, then stop.
+pub(crate) const DRAIN: u8 = 1;
+/// Stop after the write in progress.
+pub(crate) const STOP: u8 = 2;
+
+/// Where a chunk's bytes are.
+enum Storage {
+    /// Framed blocks in memory.
+    Memory(Mutex<Vec<u8>>),
+    /// A chunk file and its sidecar.
+    File(Mutex<FileState>),
+}
+
+struct FileState {
+    data_path: PathBuf,
+    meta_path: PathBuf,
+    file: Option<File>,
+    /// Committed length of the data file.
+    len: u64,
+    on_disk: bool,
+    queued: bool,
+}
+
+/// One chunk: its key, its counters and where its bytes are.
+pub(crate) struct Chunk {
+    pub(crate) id: String,
+    pub(crate) key: ChunkKey,
+    pub(crate) created: f64,
+    shard: usize,
+    /// Records accepted into the chunk (reserved at append; reduced again if the write fails).
+    pub(crate) records: AtomicU64,
+    /// Uncompressed payload bytes, counted like `records`.
+    pub(crate) bytes: AtomicU64,
+    extra: Mutex<Vec<(String, String)>>,
+    storage: Storage,
+}
+
+impl Chunk {
+    fn meta(&self, compress: Compress, state: &str, extra: &[(String, String)]) -> MetaFile {
+        MetaFile {
+            version: format::META_VERSION,
+            id: self.id.clone(),
+            tag: self.key.tag.clone(),
+            timekey: self.key.timekey,
+            variables: self.key.variables.clone(),
+            created: self.created,
+            state: state.to_string(),
+            records: self.records.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            compress: match compress {
+                Compress::Text => "text".into(),
+                Compress::Gzip => "gzip".into(),
+            },
+            extra: extra.to_vec(),
+        }
+    }
+}
+
+/// A request to a commit thread.
+enum Cmd {
+    Write {
+        chunk: Arc<Chunk>,
+        payload: Vec<u8>,
+        records: u64,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Seal(Arc<Chunk>),
+    Barrier(oneshot::Sender<()>),
+    Stop,
+}
+
+#[derive(Default)]
+struct State {
+    staged: HashMap<ChunkKey, Arc<Chunk>>,
+    queue: VecDeque<Arc<Chunk>>,
+    total_bytes: u64,
+    closing: bool,
+}
+
+pub(crate) struct Inner {
+    pub(crate) name: String,
+    pub(crate) cfg: BufferConfig,
+    layout: Option<FileLayout>,
+    state: Mutex<State>,
+    /// Woken when bytes leave the buffer (for `overflow_action block`) or on shutdown.
+    space: Notify,
+    /// Woken when a chunk is queued or the mode changes.
+    pub(crate) work: Notify,
+    shards: Vec<Mutex<mpsc::Sender<Cmd>>>,
+    pub(crate) clock: Clock,
+    pub(crate) mode: AtomicU8,
+    pub(crate) workers: AtomicUsize,
+    pub(crate) workers_done: Notify,
+    in_flight: AtomicUsize,
+}
+
+/// What recovery found when a file buffer was opened.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecoveryReport {
+    /// Staged chunks rebuilt (they keep taking events).
+    pub staged: usize,
+    /// Queued chunks rebuilt (they are delivered first, oldest first).
+    pub queued: usize,
+    /// Events in the rebuilt chunks.
+    pub records: u64,
+    /// Uncompressed payload bytes in the rebuilt chunks.
+    pub bytes: u64,
+    /// Chunk files whose tail was cut: the file and how many bytes were cut. The cut bytes are
+    /// copied to `corrupt/<file>.cut-at-<offset>` first; they were never acknowledged if they
+    /// were a torn last write.
+    pub truncated: Vec<(PathBuf, u64)>,
+    /// Chunks moved to `corrupt/` and why (an unreadable sidecar, a missing sidecar).
+    pub corrupt: Vec<(PathBuf, String)>,
+    /// Files left alone: Fluentd's own buffer files, which weir does not read.
+    pub skipped: Vec<PathBuf>,
+    /// Chunks already in `failed/` (kept for an operator).
+    pub failed_present: usize,
+}
+
+/// Counters of a buffer, for logs and an admin API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BufferStats {
+    /// Chunks still taking events.
+    pub staged_chunks: usize,
+    /// Chunks waiting for delivery (not counting those being written out).
+    pub queued_chunks: usize,
+    /// Chunks being written out by the flush workers.
+    pub in_flight_chunks: usize,
+    /// Bytes held, as counted against `total_limit_size`.
+    pub total_bytes: u64,
+}
+
+/// A Fluentd-style buffer in front of one output. Cheap to clone; every clone is the same
+/// buffer.
+#[derive(Clone)]
+pub struct Buffer {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Buffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Buffer")
+            .field("name", &self.inner.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer to [`Buffer::append`]: resolves once the events are committed (for a file
+/// buffer: written and fdatasync'ed), or with the reason they were not.
+#[must_use = "the ack must wait for the commit"]
+pub struct Commit(Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>);
+
+impl Commit {
+    fn ready(r: Result<(), StoreError>) -> Self {
+        Commit(Box::pin(std::future::ready(r)))
+    }
+}
+
+impl Future for Commit {
+    type Output = Result<(), StoreError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+/// Events of one append for one chunk key, already encoded as `[time, record]` entries.
+struct Group {
+    key: ChunkKey,
+    data: Vec<u8>,
+    /// Entry end offsets in `data`.
+    ends: Vec<usize>,
+}
+
+enum Placed {
+    Waiting(Vec<oneshot::Receiver<Result<(), StoreError>>>),
+    Overflow,
+}
+
+fn new_id(now: f64) -> String {
+    let micros = (now * 1e6) as u64;
+    format!("{micros:016x}{:016x}", rand::random::<u64>())
+}
+
+fn is_hex_id(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl FileLayout {
+    fn data_name(&self, id: &str, queued: bool) -> String {
+        format!(
+            "{}{}{id}{}",
+            self.prefix,
+            if queued { 'q' } else { 'b' },
+            self.suffix
+        )
+    }
+
+    fn meta_name(&self, id: &str) -> String {
+        format!("{}{id}{}.meta", self.prefix, self.suffix)
+    }
+
+    /// Parses a data file name into (id, queued).
+    fn parse_data(&self, name: &str) -> Option<(String, bool)> {
+        let mid = name.strip_prefix(&self.prefix)?.strip_suffix(&self.suffix)?;
+        let (state, id) = mid.split_at_checked(1)?;
+        let queued = match state {
+            "b" => false,
+            "q" => true,
+            _ => return None,
+        };
+        is_hex_id(id).then(|| (id.to_string(), queued))
+    }
+
+    fn parse_meta(&self, name: &str) -> Option<String> {
+        let mid = name
+            .strip_suffix(".meta")?
+            .strip_prefix(&self.prefix)?
+            .strip_suffix(&self.suffix)?;
+        is_hex_id(mid).then(|| mid.to_string())
+    }
+
+    fn failed_dir(&self) -> PathBuf {
+        self.dir.join("failed")
+    }
+
+    fn corrupt_dir(&self) -> PathBuf {
+        self.dir.join("corrupt")
+    }
+}
+
+fn write_meta(path: &Path, mode: u32, meta: &MetaFile) -> Result<(), StoreError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| StoreError::io("create", &tmp, &e))?;
+    let r = f
+        .write_all(&meta.to_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| StoreError::io("write", &tmp, &e));
+    if let Err(e) = r {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fs::rename(&tmp, path).map_err(|e| StoreError::io("rename", path, &e))
+}
+
+/// Moves `path` into `dir` under the same name (or a numbered one if taken).
+fn move_aside(path: &Path, dir: &Path) -> Result<PathBuf, StoreError> {
+    let name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut target = dir.join(&name);
+    let mut n = 1;
+    while target.exists() {
+        let mut alt = name.clone();
+        alt.push(format!(".{n}"));
+        target = dir.join(alt);
+        n += 1;
+    }
+    fs::rename(path, &target).map_err(|e| StoreError::io("rename", path, &e))?;
+    Ok(target)
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    fn send(&self, shard: usize, cmd: Cmd) -> Result<(), StoreError> {
+        let tx = self
+            .shards
+            .get(shard)
+            .ok_or_else(|| StoreError::CommitThreadGone(self.name.clone()))?;
+        lock(tx)
+            .send(cmd)
+            .map_err(|_| StoreError::CommitThreadGone(self.name.clone()))
+    }
+
+    fn new_chunk(&self, key: ChunkKey) -> Arc<Chunk> {
+        let created = self.clock.now();
+        let id = new_id(created);
+        let shard = (u64::from_str_radix(&id[16..32], 16).unwrap_or(0) as usize)
+            % self.shards.len().max(1);
+        let storage = match &self.layout {
+            None => Storage::Memory(Mutex::new(Vec::new())),
+            Some(l) => Storage::File(Mutex::new(FileState {
+                data_path: l.dir.join(l.data_name(&id, false)),
+                meta_path: l.dir.join(l.meta_name(&id)),
+                file: None,
+                len: 0,
+                on_disk: false,
+                queued: false,
+            })),
+        };
+        Arc::new(Chunk {
+            id,
+            key,
+            created,
+            shard,
+            records: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            extra: Mutex::new(Vec::new()),
+            storage,
+        })
+    }
+
+    /// Takes a staged chunk out of the stage and queues it (memory) or asks its commit thread
+    /// to (file), after the writes already sent to it.
+    fn seal_locked(&self, st: &mut State, chunk: Arc<Chunk>) {
+        if st.staged.get(&chunk.key).is_some_and(|c| Arc::ptr_eq(c, &chunk)) {
+            st.staged.remove(&chunk.key);
+        }
+        match &chunk.storage {
+            Storage::Memory(_) => {
+                if chunk.records.load(Ordering::Relaxed) == 0 {
+                    return;
+                }
+                st.queue.push_back(chunk);
+                self.work.notify_waiters();
+            }
+            Storage::File(_) => {
+                let shard = chunk.shard;
+                if let Err(e) = self.send(shard, Cmd::Seal(chunk)) {
+                    tracing::error!(buffer = %self.name, "cannot queue a chunk: {e}");
+                }
+            }
+        }
+    }
+
+    fn is_full(&self, chunk: &Chunk) -> bool {
+        let th = self.cfg.chunk_full_threshold;
+        let bytes = chunk.bytes.load(Ordering::Relaxed) as f64;
+        let records = chunk.records.load(Ordering::Relaxed) as f64;
+        bytes >= self.cfg.chunk_limit_size as f64 * th
+            || self
+                .cfg
+                .chunk_limit_records
+                .is_some_and(|r| records >= r as f64 * th)
+    }
+
+    /// Places the groups into chunks, reserving their space, and sends the writes.
+    fn try_place(&self, groups: &[Group]) -> Result<Placed, StoreError> {
+        let mut st = self.lock();
+        if st.closing {
+            return Err(StoreError::ShuttingDown(self.name.clone()));
+        }
+        if st.total_bytes >= self.cfg.total_limit_size {
+            return Ok(Placed::Overflow);
+        }
+        let mut waits = Vec::new();
+        for g in groups {
+            let mut first = 0usize;
+            while first < g.ends.len() {
+                let chunk = match st.staged.get(&g.key) {
+                    Some(c) => Arc::clone(c),
+                    None => {
+                        let c = self.new_chunk(g.key.clone());
+                        st.staged.insert(g.key.clone(), Arc::clone(&c));
+                        c
+                    }
+                };
+                let c_bytes = chunk.bytes.load(Ordering::Relaxed);
+                let c_records = chunk.records.load(Ordering::Relaxed);
+                let start_off = if first == 0 { 0 } else { g.ends[first - 1] };
+                let mut last = first;
+                while last < g.ends.len() {
+                    let size = (g.ends[last] - start_off) as u64;
+                    let n = (last - first + 1) as u64;
+                    if c_bytes + size > self.cfg.chunk_limit_size
+                        || self
+                            .cfg
+                            .chunk_limit_records
+                            .is_some_and(|r| c_records + n > r)
+                    {
+                        break;
+                    }
+                    last += 1;
+                }
+                if last == first {
+                    // Nothing fits in this chunk: queue it and take a new one. (Every entry
+                    // fits an empty chunk; larger ones were dropped in `prepare`.)
+                    if c_records == 0 {
+                        break;
+                    }
+                    self.seal_locked(&mut st, chunk);
+                    continue;
+                }
+                let end_off = g.ends[last - 1];
+                let payload = &g.data[start_off..end_off];
+                let n = (last - first) as u64;
+                chunk.records.fetch_add(n, Ordering::Relaxed);
+                chunk.bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
+                st.total_bytes += payload.len() as u64;
+                match &chunk.storage {
+                    Storage::Memory(m) => {
+                        let stored = match self.cfg.compress {
+                            Compress::Text => payload.to_vec(),
+                            Compress::Gzip => format::gzip_block(payload),
+                        };
+                        format::frame_block(&mut lock(m), &stored);
+                    }
+                    Storage::File(_) => {
+                        let (tx, rx) = oneshot::channel();
+                        let cmd = Cmd::Write {
+                            chunk: Arc::clone(&chunk),
+                            payload: payload.to_vec(),
+                            records: n,
+                            done: tx,
+                        };
+                        if let Err(e) = self.send(chunk.shard, cmd) {
+                            chunk.records.fetch_sub(n, Ordering::Relaxed);
+                            chunk.bytes.fetch_sub(payload.len() as u64, Ordering::Relaxed);
+                            st.total_bytes -= payload.len() as u64;
+                            return Err(e);
+                        }
+                        waits.push(rx);
+                    }
+                }
+                if self.cfg.flush_mode == FlushMode::Immediate || self.is_full(&chunk) {
+                    self.seal_locked(&mut st, chunk);
+                }
+                first = last;
+            }
+        }
+        Ok(Placed::Waiting(waits))
+    }
+
+    /// Removes the oldest queued chunk (for `drop_oldest_chunk`). Returns false if none.
+    fn drop_oldest(&self) -> bool {
+        let victim = {
+            let mut st = self.lock();
+            let v = st.queue.pop_front();
+            if let Some(c) = &v {
+                st.total_bytes = st
+                    .total_bytes
+                    .saturating_sub(c.bytes.load(Ordering::Relaxed));
+            }
+            v
+        };
+        match victim {
+            Some(c) => {
+                tracing::warn!(
+                    buffer = %self.name,
+                    chunk_id = %c.id,
+                    records = c.records.load(Ordering::Relaxed),
+                    "dropping oldest chunk to make space after buffer overflow"
+                );
+                remove_files(&c);
+                true
+            }
+            None => {
+                tracing::error!(buffer = %self.name, "no queued chunks to be dropped for drop_oldest_chunk");
+                false
+            }
+        }
+    }
+
+    /// Undoes the reservation of a failed write.
+    fn unreserve(&self, chunk: &Chunk, records: u64, bytes: u64) {
+        chunk.records.fetch_sub(records, Ordering::Relaxed);
+        chunk.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        let mut st = self.lock();
+        st.total_bytes = st.total_bytes.saturating_sub(bytes);
+        drop(st);
+        self.space.notify_waiters();
+    }
+
+    pub(crate) fn take_next(&self) -> Option<Arc<Chunk>> {
+        let c = self.lock().queue.pop_front();
+        if c.is_some() {
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+        }
+        c
+    }
+
+    pub(crate) fn takeback(&self, chunk: Arc<Chunk>) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.lock().queue.push_front(chunk);
+    }
+
+    /// The chunk was delivered: remove it.
+    pub(crate) fn purge(&self, chunk: &Chunk) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        remove_files(chunk);
+        let mut st = self.lock();
+        st.total_bytes = st
+            .total_bytes
+            .saturating_sub(chunk.bytes.load(Ordering::Relaxed));
+        drop(st);
+        self.space.notify_waiters();
+    }
+
+    /// The chunk cannot be delivered: keep it in `failed/` (file) or log its loss (memory).
+    pub(crate) fn fail(&self, chunk: &Chunk, in_flight: bool, why: &str) {
+        if in_flight {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        match &chunk.storage {
+            Storage::Memory(_) => tracing::error!(
+                buffer = %self.name,
+                chunk_id = %chunk.id,
+                records = chunk.records.load(Ordering::Relaxed),
+                "memory buffer: dropping a chunk that could not be delivered: {why}"
+            ),
+            Storage::File(fs) => {
+                let fs = lock(fs);
+                let Some(layout) = &self.layout else { return };
+                let dir = layout.failed_dir();
+                let moved = fs::create_dir_all(&dir)
+                    .map_err(|e| StoreError::io("create", &dir, &e))
+                    .and_then(|()| move_aside(&fs.data_path, &dir))
+                    .and_then(|p| {
+                        if fs.meta_path.exists() {
+                            move_aside(&fs.meta_path, &dir)?;
+                        }
+                        sync_dir(&dir)?;
+                        sync_dir(&layout.dir)?;
+                        Ok(p)
+                    });
+                match moved {
+                    Ok(p) => tracing::error!(
+                        buffer = %self.name,
+                        chunk_id = %chunk.id,
+                        records = chunk.records.load(Ordering::Relaxed),
+                        path = %p.display(),
+                        "chunk moved to failed/: {why}"
+                    ),
+                    Err(e) => tracing::error!(
+                        buffer = %self.name,
+                        chunk_id = %chunk.id,
+                        "chunk could not be delivered ({why}) nor moved to failed/: {e}; it stays where it is"
+                    ),
+                }
+            }
+        }
+        let mut st = self.lock();
+        st.total_bytes = st
+            .total_bytes
+            .saturating_sub(chunk.bytes.load(Ordering::Relaxed));
+        drop(st);
+        self.space.notify_waiters();
+    }
+
+    /// Moves every queued chunk to `failed/` (retry limit reached, as Fluentd clears its queue).
+    pub(crate) fn fail_queue(&self, why: &str) -> usize {
+        let chunks: Vec<_> = self.lock().queue.drain(..).collect();
+        for c in &chunks {
+            self.fail(c, false, why);
+        }
+        chunks.len()
+    }
+
+    /// Enqueues staged chunks whose time has come.
+    pub(crate) fn enqueue_due(&self, now: f64) {
+        let mut st = self.lock();
+        let due: Vec<Arc<Chunk>> = st
+            .staged
+            .values()
+            .filter(|c| match self.cfg.flush_mode {
+                FlushMode::Immediate => true,
+                FlushMode::Interval => {
+                    c.created + self.cfg.flush_interval.as_secs_f64() <= now
+                }
+                FlushMode::Lazy => match (c.key.timekey, self.cfg.keys.timekey) {
+                    (Some(tk), Some(unit)) => {
+                        (tk + unit) as f64 + self.cfg.timekey_wait.as_secs_f64() <= now
+                    }
+                    _ => false,
+                },
+            })
+            .cloned()
+            .collect();
+        for c in due {
+            self.seal_locked(&mut st, c);
+        }
+    }
+
+    fn enqueue_all(&self) {
+        let mut st = self.lock();
+        let all: Vec<_> = st.staged.values().cloned().collect();
+        for c in all {
+            self.seal_locked(&mut st, c);
+        }
+    }
+
+    async fn barrier(&self) {
+        let mut waits = Vec::new();
+        for shard in 0..self.shards.len() {
+            let (tx, rx) = oneshot::channel();
+            if self.send(shard, Cmd::Barrier(tx)).is_ok() {
+                waits.push(rx);
+            }
+        }
+        for w in waits {
+            let _ = w.await;
+        }
+    }
+
+    pub(crate) fn chunk_extra(&self, chunk: &Chunk, key: &str) -> Option<String> {
+        lock(&chunk.extra)
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    pub(crate) fn set_chunk_extra(
+        &self,
+        chunk: &Chunk,
+        key: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        let mut extra = lock(&chunk.extra);
+        let mut next = extra.clone();
+        match next.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value.to_string(),
+            None => next.push((key.to_string(), value.to_string())),
+        }
+        if let (Storage::File(fs), Some(layout)) = (&chunk.storage, &self.layout) {
+            let fs = lock(fs);
+            let state = if fs.queued { "queued" } else { "staged" };
+            let meta = chunk.meta(self.cfg.compress, state, &next);
+            write_meta(&fs.meta_path, layout.file_mode, &meta)?;
+            sync_dir(&layout.dir)?;
+        }
+        *extra = next;
+        Ok(())
+    }
+
+    /// Reads a chunk's stored payloads back.
+    pub(crate) fn read_payloads(&self, chunk: &Chunk) -> Result<Vec<Vec<u8>>, StoreError> {
+        let data = match &chunk.storage {
+            Storage::Memory(m) => lock(m).clone(),
+            Storage::File(fs) => {
+                let path = lock(fs).data_path.clone();
+                fs::read(&path).map_err(|e| StoreError::io("read", &path, &e))?
+            }
+        };
+        let scan = format::scan_blocks(&data);
+        if scan.good_len != data.len() {
+            return Err(StoreError::Corrupt {
+                id: chunk.id.clone(),
+                message: format!("damaged block at offset {}", scan.good_len),
+            });
+        }
+        Ok(scan.payloads.into_iter().map(|r| data[r].to_vec()).collect())
+    }
+}
+
+fn remove_files(chunk: &Chunk) {
+    if let Storage::File(fs) = &chunk.storage {
+        let fs = lock(fs);
+        for p in [&fs.data_path, &fs.meta_path] {
+            if let Err(e) = fs::remove_file(p) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %p.display(), "cannot remove a delivered chunk file: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// The commit thread of one shard: takes one command, then everything that queued behind it,
+/// and commits them together.
+fn commit_thread(inner: Weak<Inner>, rx: mpsc::Receiver<Cmd>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        if !inner.commit_batch(batch) {
+            return;
+        }
+    }
+}
+
+type WriteReq = (Vec<u8>, u64, oneshot::Sender<Result<(), StoreError>>);
+
+impl Inner {
+    /// Commits one batch; false when told to stop.
+    fn commit_batch(&self, batch: Vec<Cmd>) -> bool {
+        let mut groups: Vec<(Arc<Chunk>, Vec<WriteReq>)> = Vec::new();
+        let mut seals = Vec::new();
+        let mut barriers = Vec::new();
+        let mut stop = false;
+        for cmd in batch {
+            match cmd {
+                Cmd::Write {
+                    chunk,
+                    payload,
+                    records,
+                    done,
+                } => match groups.iter_mut().find(|(c, _)| Arc::ptr_eq(c, &chunk)) {
+                    Some((_, reqs)) => reqs.push((payload, records, done)),
+                    None => groups.push((chunk, vec![(payload, records, done)])),
+                },
+                Cmd::Seal(c) => seals.push(c),
+                Cmd::Barrier(tx) => barriers.push(tx),
+                Cmd::Stop => stop = true,
+            }
+        }
+        for (chunk, reqs) in groups {
+            let total: u64 = reqs.iter().map(|(p, _, _)| p.len() as u64).sum();
+            let records: u64 = reqs.iter().map(|(_, r, _)| *r).sum();
+            let result = self.write_chunk(&chunk, &reqs);
+            if result.is_err() {
+                self.unreserve(&chunk, records, total);
+            }
+            for (_, _, done) in reqs {
+                let _ = done.send(result.clone());
+            }
+        }
+        if !seals.is_empty() {
+            let mut queued = Vec::new();
+            for chunk in seals {
+                if self.seal_file(&chunk) {
+                    queued.push(chunk);
+                }
+            }
+            if let Some(l) = &self.layout {
+                if let Err(e) = sync_dir(&l.dir) {
+                    tracing::error!(buffer = %self.name, "{e}");
+                }
+            }
+            let mut st = self.lock();
+            st.queue.extend(queued);
+            drop(st);
+            self.work.notify_waiters();
+        }
+        for b in barriers {
+            let _ = b.send(());
+        }
+        !stop
+    }
+
+    /// Writes the framed payloads of one batch to a chunk file and fdatasyncs it. On failure the
+    /// file is cut back to its committed length.
+    fn write_chunk(&self, chunk: &Chunk, reqs: &[WriteReq]) -> Result<(), StoreError> {
+        let Storage::File(fs) = &chunk.storage else {
+            return Ok(());
+        };
+        let Some(layout) = &self.layout else {
+            return Ok(());
+        };
+        let mut fs = lock(fs);
+        if !fs.on_disk {
+            let meta = chunk.meta(self.cfg.compress, "staged", &lock(&chunk.extra));
+            write_meta(&fs.meta_path, layout.file_mode, &meta)?;
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(layout.file_mode)
+                .open(&fs.data_path)
+                .map_err(|e| StoreError::io("create", &fs.data_path, &e))?;
+            sync_dir(&layout.dir)?;
+            fs.file = Some(file);
+            fs.len = 0;
+            fs.on_disk = true;
+        }
+        let mut framed = Vec::new();
+        for (payload, _, _) in reqs {
+            match self.cfg.compress {
+                Compress::Text => format::frame_block(&mut framed, payload),
+                Compress::Gzip => format::frame_block(&mut framed, &format::gzip_block(payload)),
+            }
+        }
+        let len = fs.len;
+        let path = fs.data_path.clone();
+        let Some(file) = fs.file.as_ref() else {
+            return Err(StoreError::io(
+                "write",
+                &path,
+                &std::io::Error::other("chunk file is not open"),
+            ));
+        };
+        let r = file
+            .write_all_at(&framed, len)
+            .map_err(|e| StoreError::io("write", &path, &e))
+            .and_then(|()| {
+                file.sync_data()
+                    .map_err(|e| StoreError::io("fdatasync", &path, &e))
+            });
+        match r {
+            Ok(()) => {
+                fs.len += framed.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Cut the partial block so the file stays a clean sequence of blocks.
+                if let Err(te) = file.set_len(len).and_then(|()| file.sync_data()) {
+                    tracing::error!(path = %path.display(), "cannot cut back a failed write: {te}; recovery will cut it");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Renames a staged chunk file to its queued name. False if the chunk has no data.
+    fn seal_file(&self, chunk: &Chunk) -> bool {
+        let Storage::File(fs) = &chunk.storage else {
+            return false;
+        };
+        let Some(layout) = &self.layout else {
+            return false;
+        };
+        let mut fs = lock(fs);
+        if !fs.on_disk || chunk.records.load(Ordering::Relaxed) == 0 {
+            if fs.on_disk {
+                let _ = fs::remove_file(&fs.data_path);
+                let _ = fs::remove_file(&fs.meta_path);
+            }
+            return false;
+        }
+        let meta = chunk.meta(self.cfg.compress, "queued", &lock(&chunk.extra));
+        if let Err(e) = write_meta(&fs.meta_path, layout.file_mode, &meta) {
+            tracing::warn!(buffer = %self.name, "cannot update the sidecar of a queued chunk: {e}");
+        }
+        let target = layout.dir.join(layout.data_name(&chunk.id, true));
+        match fs::rename(&fs.data_path, &target) {
+            Ok(()) => {
+                fs.data_path = target;
+                fs.queued = true;
+                fs.file = None;
+            }
+            Err(e) => tracing::error!(
+                buffer = %self.name,
+                "cannot rename {} to its queued name: {e}; it is delivered anyway",
+                fs.data_path.display()
+            ),
+        }
+        true
+    }
+}
+
+impl Buffer {
+    /// Opens a buffer: for a file buffer, creates the directory if needed and recovers every
+    /// chunk in it (see [`RecoveryReport`]); starts the commit threads. `name` names the buffer
+    /// in logs and errors (the output's `@id`).
+    pub fn open(cfg: BufferConfig, name: &str) -> Result<(Buffer, RecoveryReport), StoreError> {
+        let layout = match &cfg.buffer_type {
+            BufferType::Memory => None,
+            BufferType::File(l) => Some(l.clone()),
+        };
+        let shards_n = if layout.is_some() {
+            cfg.commit_shards.max(1)
+        } else {
+            0
+        };
+        let mut senders = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..shards_n {
+            let (tx, rx) = mpsc::channel();
+            senders.push(Mutex::new(tx));
+            receivers.push(rx);
+        }
+        let inner = Arc::new(Inner {
+            name: name.to_string(),
+            cfg,
+            layout,
+            state: Mutex::new(State::default()),
+            space: Notify::new(),
+            work: Notify::new(),
+            shards: senders,
+            clock: Clock::new(),
+            mode: AtomicU8::new(RUNNING),
+            workers: AtomicUsize::new(0),
+            workers_done: Notify::new(),
+            in_flight: AtomicUsize::new(0),
+        });
+        let report = match &inner.layout {
+            Some(l) => inner.recover(l)?,
+            None => RecoveryReport::default(),
+        };
+        for (i, rx) in receivers.into_iter().enumerate() {
+            let weak = Arc::downgrade(&inner);
+            std::thread::Builder::new()
+                .name(format!("weir-commit-{i}"))
+                .spawn(move || commit_thread(weak, rx))
+                .map_err(|e| StoreError::io("spawn commit thread", PathBuf::new(), &e))?;
+        }
+        Ok((Buffer { inner }, report))
+    }
+
+    /// The configuration the buffer runs with.
+    pub fn config(&self) -> &BufferConfig {
+        &self.inner.cfg
+    }
+
+    /// The buffer's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> BufferStats {
+        let st = self.inner.lock();
+        BufferStats {
+            staged_chunks: st.staged.len(),
+            queued_chunks: st.queue.len(),
+            in_flight_chunks: self.inner.in_flight.load(Ordering::Relaxed),
+            total_bytes: st.total_bytes,
+        }
+    }
+
+    /// Adds the events of one request under `tag`. Events are split by chunk key; each part is
+    /// appended as one block to its chunk (a part that does not fit the chunk's limits starts a
+    /// new chunk). The returned [`Commit`] resolves after every part is committed: for a file
+    /// buffer, written and fdatasync'ed together with whatever else queued for the same commit
+    /// thread. An event larger than `chunk_limit_size` is dropped with a warning, as Fluentd
+    /// does. Does not block; the future does the waiting.
+    pub fn append(&self, tag: &str, events: &EventBatch) -> Commit {
+        let groups = self.prepare(tag, events);
+        if groups.is_empty() {
+            return Commit::ready(Ok(()));
+        }
+        let inner = Arc::clone(&self.inner);
+        match inner.try_place(&groups) {
+            Err(e) => Commit::ready(Err(e)),
+            Ok(Placed::Waiting(waits)) => Commit(Box::pin(wait_all(inner, waits))),
+            Ok(Placed::Overflow) => match inner.cfg.overflow_action {
+                OverflowAction::ThrowException => {
+                    Commit::ready(Err(StoreError::BufferFull(inner.name.clone())))
+                }
+                OverflowAction::DropOldestChunk => {
+                    inner.drop_oldest();
+                    match inner.try_place(&groups) {
+                        Ok(Placed::Waiting(waits)) => Commit(Box::pin(wait_all(inner, waits))),
+                        Ok(Placed::Overflow) => {
+                            Commit::ready(Err(StoreError::BufferFull(inner.name.clone())))
+                        }
+                        Err(e) => Commit::ready(Err(e)),
+                    }
+                }
+                OverflowAction::Block => Commit(Box::pin(async move {
+                    loop {
+                        let notified = inner.space.notified();
+                        tokio::pin!(notified);
+                        notified.as_mut().enable();
+                        match inner.try_place(&groups)? {
+                            Placed::Waiting(waits) => return wait_all(Arc::clone(&inner), waits).await,
+                            Placed::Overflow => notified.await,
+                        }
+                    }
+                })),
+            },
+        }
+    }
+
+    fn prepare(&self, tag: &str, events: &EventBatch) -> Vec<Group> {
+        let spec = &self.inner.cfg.keys;
+        let limit = self.inner.cfg.chunk_limit_size;
+        let mut groups: Vec<Group> = Vec::new();
+        let mut entry = Vec::new();
+        for (time, record) in events.iter() {
+            entry.clear();
+            weir_proto::encode_entry(&mut entry, time, record, weir_proto::TimeFormat::EventTime);
+            if entry.len() as u64 > limit {
+                tracing::warn!(
+                    buffer = %self.inner.name,
+                    tag,
+                    size = entry.len(),
+                    chunk_limit_size = limit,
+                    "a record is larger than chunk_limit_size; dropped"
+                );
+                continue;
+            }
+            let key = spec.key_of(tag, time, record);
+            let gi = match groups.iter().position(|g| g.key == key) {
+                Some(i) => i,
+                None => {
+                    groups.push(Group {
+                        key,
+                        data: Vec::new(),
+                        ends: Vec::new(),
+                    });
+                    groups.len() - 1
+                }
+            };
+            let g = &mut groups[gi];
+            g.data.extend_from_slice(&entry);
+            g.ends.push(g.data.len());
+        }
+        groups
+    }
+
+    /// Enqueues every staged chunk now (Fluentd's SIGUSR1 / `force_flush`). The flush workers
+    /// pick them up at once, except while a retry wait is in progress.
+    pub fn flush_all(&self) {
+        self.inner.enqueue_all();
+        self.inner.work.notify_waiters();
+    }
+
+    /// Stops taking events and waits for the commits in progress. With `flush`, every staged
+    /// chunk is queued and the flush workers (if [`crate::spawn_flusher`] started them) try to
+    /// deliver every queued chunk once before they stop; without it they stop after the write
+    /// in progress. What is not delivered stays on disk for the next start (file buffer) or is
+    /// lost with an error line (memory buffer).
+    pub async fn shutdown(&self, flush: bool) {
+        let inner = &self.inner;
+        inner.lock().closing = true;
+        inner.space.notify_waiters();
+        inner.barrier().await;
+        if flush {
+            inner.enqueue_all();
+            inner.barrier().await;
+            inner.mode.store(DRAIN, Ordering::SeqCst);
+        } else {
+            inner.mode.store(STOP, Ordering::SeqCst);
+        }
+        loop {
+            let done = inner.workers_done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            inner.work.notify_waiters();
+            if inner.workers.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            done.await;
+        }
+        for shard in 0..inner.shards.len() {
+            let _ = inner.send(shard, Cmd::Stop);
+        }
+        if inner.layout.is_none() {
+            let st = inner.lock();
+            let chunks = st.staged.len() + st.queue.len();
+            if chunks > 0 {
+                tracing::error!(
+                    buffer = %inner.name,
+                    chunks,
+                    bytes = st.total_bytes,
+                    "memory buffer shut down with undelivered chunks; they are lost"
+                );
+            }
+        }
+    }
+
+    /// Waits until everything sent to the commit threads so far is committed (for tests and
+    /// orderly shutdowns).
+    pub async fn sync(&self) {
+        self.inner.barrier().await;
+    }
+}
+
+async fn wait_all(
+    inner: Arc<Inner>,
+    waits: Vec<oneshot::Receiver<Result<(), StoreError>>>,
+) -> Result<(), StoreError> {
+    let mut result = Ok(());
+    for w in waits {
+        let r = w
+            .await
+            .unwrap_or_else(|_| Err(StoreError::CommitThreadGone(inner.name.clone())));
+        if result.is_ok() {
+            result = r;
+        }
+    }
+    result
+}
+
+impl Inner {
+    /// Scans the chunk directory and rebuilds the stage and the queue.
+    fn recover(&self, layout: &FileLayout) -> Result<RecoveryReport, StoreError> {
+        let mut report = RecoveryReport::default();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(layout.dir_mode)
+            .create(&layout.dir)
+            .map_err(|e| StoreError::io("create directory", &layout.dir, &e))?;
+        let mut datas = Vec::new();
+        let mut metas = HashMap::new();
+        let entries =
+            fs::read_dir(&layout.dir).map_err(|e| StoreError::io("read directory", &layout.dir, &e))?;
+        for e in entries {
+            let e = e.map_err(|e| StoreError::io("read directory", &layout.dir, &e))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some((id, queued)) = layout.parse_data(&name) {
+                datas.push((id, queued, e.path()));
+            } else if let Some(id) = layout.parse_meta(&name) {
+                metas.insert(id, e.path());
+            } else if name.ends_with(".meta.tmp") && name.starts_with(&layout.prefix) {
+                // An unfinished sidecar rewrite: the rename never happened, so the old sidecar
+                // (or none, for a chunk that never took a write) is the real one.
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        let failed = layout.failed_dir();
+        if let Ok(rd) = fs::read_dir(&failed) {
+            report.failed_present = rd
+                .filter_map(Result::ok)
+                .filter(|e| layout.parse_data(&e.file_name().to_string_lossy()).is_some())
+                .count();
+        }
+        datas.sort();
+        let corrupt_dir = layout.corrupt_dir();
+        let mut staged: Vec<Arc<Chunk>> = Vec::new();
+        let mut queued: Vec<Arc<Chunk>> = Vec::new();
+        for (id, is_queued, path) in datas {
+            let meta_path = metas.remove(&id);
+            let fluentd_meta = {
+                let mut p = path.as_os_str().to_owned();
+                p.push(".meta");
+                PathBuf::from(p)
+            };
+            let meta = match &meta_path {
+                None if fluentd_meta.exists() => {
+                    tracing::warn!(path = %path.display(), "a Fluentd buffer file; weir does not read these");
+                    report.skipped.push(path);
+                    continue;
+                }
+                None => Err("its sidecar is missing".to_string()),
+                Some(mp) => fs::read(mp)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| MetaFile::from_bytes(&b))
+                    .and_then(|m| {
+                        if m.id == id {
+                            Ok(m)
+                        } else {
+                            Err(format!("sidecar names chunk {}", m.id))
+                        }
+                    }),
+            };
+            let meta = match meta {
+                Ok(m) => m,
+                Err(why) => {
+                    fs::create_dir_all(&corrupt_dir)
+                        .map_err(|e| StoreError::io("create", &corrupt_dir, &e))?;
+                    let moved = move_aside(&path, &corrupt_dir)?;
+                    if let Some(mp) = &meta_path {
+                        move_aside(mp, &corrupt_dir)?;
+                    }
+                    sync_dir(&corrupt_dir)?;
+                    tracing::error!(
+                        path = %path.display(),
+                        moved_to = %moved.display(),
+                        "chunk with an unreadable sidecar moved aside: {why}"
+                    );
+                    report.corrupt.push((path, why));
+                    continue;
+                }
+            };
+            let compress = if meta.compress == "gzip" {
+                Compress::Gzip
+            } else {
+                Compress::Text
+            };
+            let data = fs::read(&path).map_err(|e| StoreError::io("read", &path, &e))?;
+            let scan = format::scan_blocks(&data);
+            let mut good_len = scan.good_len;
+            let mut records = 0u64;
+            let mut bytes = 0u64;
+            for r in &scan.payloads {
+                let payload = &data[r.clone()];
+                let decoded = match compress {
+                    Compress::Text => Ok(payload.to_vec()),
+                    Compress::Gzip => {
+                        format::gunzip_block(payload, self.cfg.chunk_limit_size as usize * 2)
+                    }
+                };
+                match decoded.and_then(|d| format::count_entries(&d).map(|n| (n, d.len()))) {
+                    Ok((n, len)) => {
+                        records += n;
+                        bytes += len as u64;
+                    }
+                    Err(why) => {
+                        tracing::error!(path = %path.display(), offset = r.start - format::BLOCK_HEADER, "block with a good CRC does not decode: {why}");
+                        good_len = r.start - format::BLOCK_HEADER;
+                        break;
+                    }
+                }
+            }
+            if good_len < data.len() {
+                fs::create_dir_all(&corrupt_dir)
+                    .map_err(|e| StoreError::io("create", &corrupt_dir, &e))?;
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let cut_path = corrupt_dir.join(format!("{name}.cut-at-{good_len}"));
+                fs::write(&cut_path, &data[good_len..])
+                    .map_err(|e| StoreError::io("write", &cut_path, &e))?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| StoreError::io("open", &path, &e))?;
+                f.set_len(good_len as u64)
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| StoreError::io("truncate", &path, &e))?;
+                tracing::warn!(
+                    path = %path.display(),
+                    cut = data.len() - good_len,
+                    "cut a torn or damaged tail off a chunk (copied to corrupt/)"
+                );
+                report.truncated.push((path.clone(), (data.len() - good_len) as u64));
+            }
+            let Some(mp) = meta_path else { continue };
+            if records == 0 {
+                let _ = fs::remove_file(&path);
+                let _ = fs::remove_file(&mp);
+                continue;
+            }
+            let key = ChunkKey {
+                tag: meta.tag.clone(),
+                timekey: meta.timekey,
+                variables: meta.variables.clone(),
+            };
+            let chunk = Arc::new(Chunk {
+                id: id.clone(),
+                key,
+                created: meta.created,
+                shard: (u64::from_str_radix(&id[16..32], 16).unwrap_or(0) as usize)
+                    % self.shards.len().max(1),
+                records: AtomicU64::new(records),
+                bytes: AtomicU64::new(bytes),
+                extra: Mutex::new(meta.extra.clone()),
+                storage: Storage::File(Mutex::new(FileState {
+                    data_path: path.clone(),
+                    meta_path: mp,
+                    file: None,
+                    len: good_len as u64,
+                    on_disk: true,
+                    queued: is_queued,
+                })),
+            });
+            report.records += records;
+            report.bytes += bytes;
+            if is_queued {
+                queued.push(chunk);
+            } else {
+                staged.push(chunk);
+            }
+        }
+        // Sidecars without data: the chunk never took a write, or was delivered and its data
+        // file removed first.
+        for (_, mp) in metas {
+            let _ = fs::remove_file(mp);
+        }
+        let mut st = self.lock();
+        for c in queued {
+            st.total_bytes += c.bytes.load(Ordering::Relaxed);
+            st.queue.push_back(c);
+        }
+        // Staged chunks reopen for appends; a second one with the same key (not normally
+        // possible) is queued instead.
+        for c in staged {
+            st.total_bytes += c.bytes.load(Ordering::Relaxed);
+            if let Storage::File(fs) = &c.storage {
+                let mut fs = lock(fs);
+                match OpenOptions::new().write(true).open(&fs.data_path) {
+                    Ok(f) => fs.file = Some(f),
+                    Err(e) => return Err(StoreError::io("open", &fs.data_path, &e)),
+                }
+            }
+            if let Some(old) = st.staged.insert(c.key.clone(), Arc::clone(&c)) {
+                st.staged.insert(c.key.clone(), Arc::clone(&old));
+                let newer = c;
+                // Queue the newer duplicate right away on the same thread: rename it.
+                drop(st);
+                self.seal_file(&newer);
+                st = self.lock();
+                st.queue.push_back(newer);
+            }
+        }
+        report.staged = st.staged.len();
+        report.queued = st.queue.len();
+        drop(st);
+        sync_dir(&layout.dir)?;
+        Ok(report)
+    }
+}
+
+/// A chunk handed to an output: its key, its events and its metadata.
+pub struct ChunkRef {
+    pub(crate) chunk: Arc<Chunk>,
+    pub(crate) inner: Arc<Inner>,
+    stored: Bytes,
+    blob: Bytes,
+    records: u64,
+}
+
+impl std::fmt::Debug for ChunkRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkRef")
+            .field("id", &self.chunk.id)
+            .field("key", &self.chunk.key)
+            .field("records", &self.records)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChunkRef {
+    pub(crate) fn load(inner: Arc<Inner>, chunk: Arc<Chunk>) -> Result<ChunkRef, StoreError> {
+        let payloads = inner.read_payloads(&chunk)?;
+        let mut stored = Vec::new();
+        let mut blob = Vec::new();
+        for p in &payloads {
+            stored.extend_from_slice(p);
+            match inner.cfg.compress {
+                Compress::Text => blob.extend_from_slice(p),
+                Compress::Gzip => {
+                    let d = format::gunzip_block(p, inner.cfg.chunk_limit_size as usize * 2)
+                        .map_err(|m| StoreError::Corrupt {
+                            id: chunk.id.clone(),
+                            message: m,
+                        })?;
+                    blob.extend_from_slice(&d);
+                }
+            }
+        }
+        let records = format::count_entries(&blob).map_err(|m| StoreError::Corrupt {
+            id: chunk.id.clone(),
+            message: m,
+        })?;
+        Ok(ChunkRef {
+            chunk,
+            inner,
+            stored: Bytes::from(stored),
+            blob: Bytes::from(blob),
+            records,
+        })
+    }
+
+    /// The chunk id: 32 hex digits, unique, ordered by creation time.
+    pub fn id(&self) -> &str {
+        &self.chunk.id
+    }
+
+    /// The chunk key.
+    pub fn key(&self) -> &ChunkKey {
+        &self.chunk.key
+    }
+
+    /// Creation time, Unix seconds.
+    pub fn created(&self) -> f64 {
+        self.chunk.created
+    }
+
+    /// Number of events.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// The events as one packed blob: msgpack `[time, record]` entries back to back (the
+    /// forward protocol's PackedForward entries), uncompressed.
+    pub fn blob(&self) -> &Bytes {
+        &self.blob
+    }
+
+    /// The payloads as stored: equal to [`ChunkRef::blob`] without compression, or a
+    /// multi-member gzip stream of it with `compress gzip`.
+    pub fn stored(&self) -> &Bytes {
+        &self.stored
+    }
+
+    /// True when [`ChunkRef::stored`] is gzip.
+    pub fn is_gzip(&self) -> bool {
+        self.inner.cfg.compress == Compress::Gzip
+    }
+
+    /// The events in order: time and record bytes (one msgpack map each).
+    pub fn events(&self) -> impl Iterator<Item = (EventTime, &[u8])> + '_ {
+        let buf: &[u8] = &self.blob;
+        let mut pos = 0usize;
+        std::iter::from_fn(move || {
+            if pos >= buf.len() {
+                return None;
+            }
+            let (_, p) = weir_proto::msgpack::read_header(buf, pos).ok()?;
+            let (t, p2) = weir_proto::read_time(buf, p).ok()?;
+            let end = weir_proto::msgpack::skip_value(buf, p2).ok()?;
+            pos = end;
+            Some((t.unwrap_or_default(), &buf[p2..end]))
+        })
+    }
+
+    /// A metadata value the output stored earlier with [`ChunkRef::set_metadata`] (possibly
+    /// before a restart).
+    pub fn metadata(&self, key: &str) -> Option<String> {
+        self.inner.chunk_extra(&self.chunk, key)
+    }
+
+    /// Stores a metadata value durably (the sidecar is replaced and fsync'ed) before returning,
+    /// so a retry after a crash sees it. Blocking I/O; call it once per chunk, not per event.
+    pub fn set_metadata(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.inner.set_chunk_extra(&self.chunk, key, value)
+    }
+}
