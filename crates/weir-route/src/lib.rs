@@ -1,4 +1,6 @@
-//! Tag patterns and routing: Fluentd's `<match>`/`<filter>` pattern language, compiled once.
+//! Tag patterns and routing: Fluentd's `<match>`/`<filter>` pattern language, compiled once;
+//! a per-tag cache for compiled routes ([`TagCache`]); and output placeholders
+//! ([`placeholder`]: `${tag}`, `${tag[N]}`, record keys, strftime fields, `${chunk_id}`).
 //!
 //! A [`Pattern`] is one pattern string, either a glob (`a.*`, `a.**`, `{a,b}.c`, `**.c`) or a
 //! regex written between slashes (`/(?!a\.).*/`). A [`PatternSet`] is the whole argument of
@@ -25,11 +27,14 @@
 //! assert_eq!(table.lookup("debug.trace"), None);
 //! ```
 
+mod cache;
 mod error;
 mod glob;
+pub mod placeholder;
 mod regex_pattern;
 mod table;
 
+pub use cache::TagCache;
 pub use error::PatternError;
 pub use glob::MAX_BRACE_DEPTH;
 pub use table::{RouteTable, DEFAULT_CACHE_CAPACITY, MAX_CACHED_TAG_LEN};
