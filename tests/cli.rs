@@ -228,3 +228,87 @@ fn accepted_connections_get_keepalive_probes() {
         "no keepalive timer on the accepted socket: {out}"
     );
 }
+
+#[test]
+fn client_certificates_are_required_with_client_cert_auth() {
+    let dir = Scratch::new("mtls-pki");
+    let pki = weir_e2e::test_pki(&dir);
+    let transport = format!(
+        "<transport tls>\n cert_path {}\n private_key_path {}\n client_cert_auth true\n ca_path {}\n </transport>",
+        pki.server_cert.display(),
+        pki.server_key.display(),
+        pki.ca.display()
+    );
+    let weir = Weir::start("mtls", &STDOUT_CONFIG.replace("{security}", &transport));
+    let port = weir.port.to_string();
+    let ca = pki.ca.display().to_string();
+    let cert = pki.client_cert.display().to_string();
+    let key = pki.client_key.display().to_string();
+    let (ok, err) = cat(
+        &[
+            "--port",
+            &port,
+            "--tls",
+            "--tls-ca",
+            &ca,
+            "--tls-server-name",
+            "localhost",
+            "--tls-client-cert",
+            &cert,
+            "--tls-client-key",
+            &key,
+            "--ack",
+            "mtls.app",
+        ],
+        "{\"a\":1}\n",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        records_of(&weir.wait_stdout(1, Duration::from_secs(10))),
+        vec!["mtls.app: {\"a\":1}"]
+    );
+    let (ok, _) = cat(
+        &[
+            "--port",
+            &port,
+            "--tls",
+            "--tls-ca",
+            &ca,
+            "--tls-server-name",
+            "localhost",
+            "--ack",
+            "mtls.app",
+        ],
+        "{\"a\":2}\n",
+    );
+    assert!(!ok, "a client without a certificate must be refused");
+    assert!(weir
+        .wait_log("TLS handshake failed", Duration::from_secs(5))
+        .is_some());
+    assert_eq!(weir.stdout_lines().len(), 1);
+}
+
+#[test]
+fn tls_port_health_checks_are_quiet() {
+    let dir = Scratch::new("tls-quiet");
+    let (cert, key) = self_signed_cert(&dir);
+    let transport = format!(
+        "<transport tls>\n cert_path {}\n private_key_path {}\n </transport>",
+        cert.display(),
+        key.display()
+    );
+    let weir = Weir::start(
+        "tls-quiet",
+        &STDOUT_CONFIG.replace("{security}", &transport),
+    );
+    for _ in 0..10 {
+        drop(std::net::TcpStream::connect(weir.addr()).unwrap());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let warns: Vec<String> = weir
+        .stderr_lines()
+        .into_iter()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    assert!(warns.is_empty(), "{warns:?}");
+}

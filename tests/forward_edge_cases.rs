@@ -571,3 +571,74 @@ fn sigterm_finishes_requests_in_progress_and_sends_their_acks() {
     // New connections are refused once it has stopped.
     assert!(TcpStream::connect(weir.addr()).is_err());
 }
+
+#[test]
+fn client_that_sends_and_hangs_up_at_once_is_served_quietly() {
+    let weir = Weir::start("send-and-close", &config(""));
+    for i in 0..10 {
+        let mut c = Raw::connect(&weir);
+        c.send(&encode_message(
+            "app",
+            T,
+            &record(&format!(r#"{{"i":{i}}}"#)),
+            &with_chunk("gone"),
+        ));
+        drop(c);
+    }
+    assert_eq!(weir.wait_stdout(10, Duration::from_secs(5)).len(), 10);
+    std::thread::sleep(Duration::from_millis(200));
+    let warns: Vec<String> = weir
+        .stderr_lines()
+        .into_iter()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    assert!(warns.is_empty(), "{warns:?}");
+}
+
+/// Reads weir's resident memory in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A client that never reads its acks: the acks wait in the kernel's socket buffer (bounded by
+/// the kernel), then weir's ack writer blocks, the ack queue fills (`max_pending_acks`), and
+/// weir stops reading from that connection. weir's own memory stays small throughout, and
+/// other connections are served as usual.
+#[test]
+fn client_that_never_reads_its_acks_costs_bounded_memory() {
+    let weir = Weir::start("no-ack-reader", &config("max_pending_acks 8"));
+    let rec = record(r#"{"m":"x"}"#);
+    let entries: Vec<(EventTime, &[u8])> = (0..50).map(|_| (T, rec.as_slice())).collect();
+    let request = encode_forward("app", &entries, &with_chunk("p8n9gmxTQVC8/nh2wlKKeQ==\n"));
+    let mut writer = TcpStream::connect(weir.addr()).unwrap();
+    writer
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let started = Instant::now();
+    let mut sent = 0usize;
+    while started.elapsed() < Duration::from_secs(3) {
+        if writer.write_all(&request).is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    let rss = rss_kib(weir.pid());
+    assert!(
+        rss < 100 * 1024,
+        "weir holds {rss} KiB for a client that does not read its acks"
+    );
+    let mut other = Raw::connect(&weir);
+    other.send(&encode_message(
+        "other",
+        T,
+        &record(r#"{"a":1}"#),
+        &with_chunk("o"),
+    ));
+    assert_eq!(other.ack().unwrap(), "o");
+    assert!(sent > 8);
+}

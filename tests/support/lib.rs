@@ -319,3 +319,44 @@ pub fn self_signed_cert(dir: &Scratch) -> (PathBuf, PathBuf) {
     let key_path = dir.write("server.key", cert.key_pair.serialize_pem());
     (cert_path, key_path)
 }
+
+/// A CA, a server certificate for `localhost` signed by it, and a client certificate signed by
+/// it, as PEM files.
+pub struct TestPki {
+    /// The CA certificate.
+    pub ca: PathBuf,
+    /// The server certificate.
+    pub server_cert: PathBuf,
+    /// The server key.
+    pub server_key: PathBuf,
+    /// The client certificate.
+    pub client_cert: PathBuf,
+    /// The client key.
+    pub client_key: PathBuf,
+}
+
+/// Makes a [`TestPki`] in `dir`.
+pub fn test_pki(dir: &Scratch) -> TestPki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let server_key = KeyPair::generate().expect("server key");
+    let server = CertificateParams::new(vec!["localhost".into()])
+        .expect("server params")
+        .signed_by(&server_key, &ca, &ca_key)
+        .expect("server certificate");
+    let client_key = KeyPair::generate().expect("client key");
+    let client = CertificateParams::new(vec!["client.test".into()])
+        .expect("client params")
+        .signed_by(&client_key, &ca, &ca_key)
+        .expect("client certificate");
+    TestPki {
+        ca: dir.write("ca.crt", ca.pem()),
+        server_cert: dir.write("server.crt", server.pem()),
+        server_key: dir.write("server.key", server_key.serialize_pem()),
+        client_cert: dir.write("client.crt", client.pem()),
+        client_key: dir.write("client.key", client_key.serialize_pem()),
+    }
+}

@@ -36,6 +36,12 @@ pub struct ConnectArgs {
     /// With --tls: the name to verify the certificate against (default: --host).
     #[arg(long)]
     pub tls_server_name: Option<String>,
+    /// With --tls: a client certificate chain (PEM), for servers with `client_cert_auth`.
+    #[arg(long, value_name = "FILE", requires = "tls_client_key")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// With --tls: the client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_client_cert")]
+    pub tls_client_key: Option<PathBuf>,
     /// Shared key for the handshake (the server's `<security> shared_key`).
     #[arg(long)]
     pub shared_key: Option<String>,
@@ -225,6 +231,19 @@ impl Connection {
     }
 }
 
+fn read_certs(
+    path: &std::path::Path,
+) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    let mut reader = std::io::BufReader::new(
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+    );
+    let certs = rustls_pemfile::certs(&mut reader).collect::<Result<Vec<_>, _>>()?;
+    if certs.is_empty() {
+        bail!("{}: no PEM certificate", path.display());
+    }
+    Ok(certs)
+}
+
 fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -236,24 +255,31 @@ async fn tls_connect(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()?;
-    let config = if args.tls_insecure {
+    let builder = if args.tls_insecure {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(insecure::NoVerify(provider)))
-            .with_no_client_auth()
     } else {
         let ca = args
             .tls_ca
             .as_ref()
             .ok_or_else(|| anyhow!("--tls needs --tls-ca FILE or --tls-insecure"))?;
         let mut roots = rustls::RootCertStore::empty();
-        let mut reader = std::io::BufReader::new(
-            std::fs::File::open(ca).with_context(|| format!("opening {}", ca.display()))?,
-        );
-        for cert in rustls_pemfile::certs(&mut reader) {
-            roots.add(cert?)?;
+        for cert in read_certs(ca)? {
+            roots.add(cert)?;
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder.with_root_certificates(roots)
+    };
+    let config = match (&args.tls_client_cert, &args.tls_client_key) {
+        (Some(cert), Some(key)) => {
+            let mut reader = std::io::BufReader::new(
+                std::fs::File::open(key).with_context(|| format!("opening {}", key.display()))?,
+            );
+            let key = rustls_pemfile::private_key(&mut reader)?
+                .ok_or_else(|| anyhow!("{}: no PEM private key", key.display()))?;
+            builder.with_client_auth_cert(read_certs(cert)?, key)?
+        }
+        _ => builder.with_no_client_auth(),
     };
     let name = args
         .tls_server_name
