@@ -297,7 +297,11 @@ impl BufferConfig {
             .and_then(|a| a.strip_suffix(']'))
             .unwrap_or(arg);
         let mut has_time = false;
-        for k in arg.split(',').map(|k| k.trim().trim_matches('"')).filter(|k| !k.is_empty()) {
+        for k in arg
+            .split(',')
+            .map(|k| k.trim().trim_matches('"'))
+            .filter(|k| !k.is_empty())
+        {
             match k {
                 "tag" => cfg.keys.tag = true,
                 "time" => has_time = true,
@@ -372,7 +376,11 @@ impl BufferConfig {
             }
         }
         if let Some(v) = get!(s.enumeration("compress", &["text", "gzip"])) {
-            cfg.compress = if v == "gzip" { Compress::Gzip } else { Compress::Text };
+            cfg.compress = if v == "gzip" {
+                Compress::Gzip
+            } else {
+                Compress::Text
+            };
         }
         if let Some(v) = get!(s.enumeration(
             "overflow_action",
@@ -386,10 +394,7 @@ impl BufferConfig {
         }
 
         // Flushing.
-        let mode = get!(s.enumeration(
-            "flush_mode",
-            &["default", "lazy", "interval", "immediate"]
-        ));
+        let mode = get!(s.enumeration("flush_mode", &["default", "lazy", "interval", "immediate"]));
         let explicit_mode = mode.as_deref().is_some_and(|m| m != "default");
         cfg.flush_mode = match mode.as_deref() {
             Some("lazy") => FlushMode::Lazy,
@@ -481,12 +486,16 @@ impl BufferConfig {
         // Files.
         let path = s.string("path").or(defaults.path);
         let suffix = s.string_or("path_suffix", ".log");
-        let file_mode = get!(s.string("file_permission").map(|v| parse_mode(&v)).transpose().map_err(
-            |m| s.error(Some("file_permission"), m)
-        ));
-        let dir_mode = get!(s.string("dir_permission").map(|v| parse_mode(&v)).transpose().map_err(
-            |m| s.error(Some("dir_permission"), m)
-        ));
+        let file_mode = get!(s
+            .string("file_permission")
+            .map(|v| parse_mode(&v))
+            .transpose()
+            .map_err(|m| s.error(Some("file_permission"), m)));
+        let dir_mode = get!(s
+            .string("dir_permission")
+            .map(|v| parse_mode(&v))
+            .transpose()
+            .map_err(|m| s.error(Some("dir_permission"), m)));
         if memory {
             cfg.buffer_type = BufferType::Memory;
         } else {
@@ -508,9 +517,18 @@ impl BufferConfig {
         }
 
         for (key, why) in [
-            ("queued_chunks_limit_size", "weir does not cap the queue length separately; use total_limit_size"),
-            ("flush_thread_burst_interval", "weir's flush workers take queued chunks back to back"),
-            ("disable_chunk_backup", "weir never deletes a chunk that failed; it goes to failed/"),
+            (
+                "queued_chunks_limit_size",
+                "weir does not cap the queue length separately; use total_limit_size",
+            ),
+            (
+                "flush_thread_burst_interval",
+                "weir's flush workers take queued chunks back to back",
+            ),
+            (
+                "disable_chunk_backup",
+                "weir never deletes a chunk that failed; it goes to failed/",
+            ),
             ("chunk_format", "weir always stores msgpack entries"),
         ] {
             if let Err(e) = s.unsupported(key, why) {

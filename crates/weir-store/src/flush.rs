@@ -121,7 +121,11 @@ impl Flusher {
             };
             let loaded = {
                 let (i2, c2) = (Arc::clone(&inner), Arc::clone(&chunk));
-                tokio::task::spawn_blocking(move || ChunkRef::load(i2, c2)).await
+                if ChunkRef::in_memory(&chunk) {
+                    Ok(ChunkRef::load(i2, c2))
+                } else {
+                    tokio::task::spawn_blocking(move || ChunkRef::load(i2, c2)).await
+                }
             };
             let cref = match loaded {
                 Ok(Ok(c)) => c,
@@ -199,7 +203,8 @@ impl Flusher {
                     };
                     if limit {
                         inner.fail(&chunk, true, "hit the retry limit");
-                        let n = inner.fail_queue("hit the retry limit (queue cleared, as Fluentd does)");
+                        let n = inner
+                            .fail_queue("hit the retry limit (queue cleared, as Fluentd does)");
                         tracing::error!(
                             buffer = %inner.name,
                             "failed to flush the buffer and hit the limit for retries; {} chunk(s) moved to failed/",

@@ -25,7 +25,9 @@ fn crc_of(len: [u8; 4], payload: &[u8]) -> u32 {
 
 /// Appends one framed block holding `payload` to `out`.
 pub fn frame_block(out: &mut Vec<u8>, payload: &[u8]) {
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes();
+    let len = u32::try_from(payload.len())
+        .unwrap_or(u32::MAX)
+        .to_le_bytes();
     out.extend_from_slice(&len);
     out.extend_from_slice(&crc_of(len, payload).to_le_bytes());
     out.extend_from_slice(payload);

@@ -30,7 +30,9 @@ impl RecordKey {
     pub fn parse(s: &str) -> Result<Self, String> {
         if let Some(rest) = s.strip_prefix("$.") {
             if rest.contains('[') {
-                return Err(format!("'{s}': bracket notation is not supported in chunk keys"));
+                return Err(format!(
+                    "'{s}': bracket notation is not supported in chunk keys"
+                ));
             }
             let path: Vec<String> = rest.split('.').map(str::to_string).collect();
             if path.iter().any(String::is_empty) {
@@ -51,7 +53,9 @@ impl RecordKey {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"_-.@".contains(&b))
         {
-            return Err(format!("'{s}': chunk keys may hold only letters, digits, '_', '-', '.', '@'"));
+            return Err(format!(
+                "'{s}': chunk keys may hold only letters, digits, '_', '-', '.', '@'"
+            ));
         }
         Ok(RecordKey {
             name: s.to_string(),
@@ -124,9 +128,13 @@ pub fn parse_utc_offset(s: &str) -> Result<i64, String> {
     if !digits.bytes().all(|b| b.is_ascii_digit()) || !(digits.len() == 2 || digits.len() == 4) {
         return Err(format!("'{s}': expected +HH, +HHMM or +HH:MM"));
     }
-    let h: i64 = digits[..2].parse().map_err(|_| format!("'{s}': bad hours"))?;
+    let h: i64 = digits[..2]
+        .parse()
+        .map_err(|_| format!("'{s}': bad hours"))?;
     let m: i64 = if digits.len() == 4 {
-        digits[2..].parse().map_err(|_| format!("'{s}': bad minutes"))?
+        digits[2..]
+            .parse()
+            .map_err(|_| format!("'{s}': bad minutes"))?
     } else {
         0
     };

@@ -20,8 +20,8 @@
 
 pub mod config;
 mod error;
-pub mod format;
 mod flush;
+pub mod format;
 pub mod key;
 pub mod retry;
 mod store;

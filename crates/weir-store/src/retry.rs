@@ -224,7 +224,10 @@ mod tests {
     }
 
     fn times(params: &RetryParams) -> Vec<f64> {
-        schedule(params, 0.0, 1000).into_iter().map(|(t, _)| t).collect()
+        schedule(params, 0.0, 1000)
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect()
     }
 
     #[test]
@@ -305,7 +308,10 @@ mod tests {
         // Primary at 3, 6, ..., 78 (26 retries), then the switch at 80, then every 3 s until 98.
         let primary: Vec<f64> = sched.iter().filter(|(_, s)| !s).map(|(t, _)| *t).collect();
         let secondary: Vec<f64> = sched.iter().filter(|(_, s)| *s).map(|(t, _)| *t).collect();
-        assert_eq!(primary, (1..=26).map(|i| 3.0 * f64::from(i)).collect::<Vec<_>>());
+        assert_eq!(
+            primary,
+            (1..=26).map(|i| 3.0 * f64::from(i)).collect::<Vec<_>>()
+        );
         assert_eq!(secondary, vec![80.0, 83.0, 86.0, 89.0, 92.0, 95.0, 98.0]);
 
         let mut q = q;
@@ -345,7 +351,10 @@ mod tests {
         assert_eq!(s.secondary_transition_at(), Some(31.0 * 0.8));
         q.secondary_threshold = 0.75;
         q.max_steps = None;
-        assert_eq!(RetryState::new(q, 0.0).secondary_transition_at(), Some(75.0));
+        assert_eq!(
+            RetryState::new(q, 0.0).secondary_transition_at(),
+            Some(75.0)
+        );
     }
 
     #[test]
@@ -355,7 +364,11 @@ mod tests {
         for r in [0.0, 0.25, 0.5, 0.999] {
             let mut s = RetryState::new(q.clone(), 0.0);
             s.step(0.0, r);
-            assert!((875.0..=1125.0).contains(&s.next_time()), "{}", s.next_time());
+            assert!(
+                (875.0..=1125.0).contains(&s.next_time()),
+                "{}",
+                s.next_time()
+            );
         }
     }
 

@@ -160,6 +160,9 @@ pub(crate) struct Inner {
     pub(crate) workers: AtomicUsize,
     pub(crate) workers_done: Notify,
     in_flight: AtomicUsize,
+    fsyncs: AtomicU64,
+    batches: AtomicU64,
+    block_writes: AtomicU64,
 }
 
 /// What recovery found when a file buffer was opened.
@@ -196,6 +199,12 @@ pub struct BufferStats {
     pub in_flight_chunks: usize,
     /// Bytes held, as counted against `total_limit_size`.
     pub total_bytes: u64,
+    /// Batches the commit threads have taken (one per wake-up).
+    pub commit_batches: u64,
+    /// fdatasync calls on chunk files.
+    pub fsyncs: u64,
+    /// Blocks written (one per chunk per append).
+    pub blocks_written: u64,
 }
 
 /// A Fluentd-style buffer in front of one output. Cheap to clone; every clone is the same
@@ -250,7 +259,9 @@ fn new_id(now: f64) -> String {
 }
 
 fn is_hex_id(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl FileLayout {
@@ -269,7 +280,9 @@ impl FileLayout {
 
     /// Parses a data file name into (id, queued).
     fn parse_data(&self, name: &str) -> Option<(String, bool)> {
-        let mid = name.strip_prefix(&self.prefix)?.strip_suffix(&self.suffix)?;
+        let mid = name
+            .strip_prefix(&self.prefix)?
+            .strip_suffix(&self.suffix)?;
         let (state, id) = mid.split_at_checked(1)?;
         let queued = match state {
             "b" => false,
@@ -320,7 +333,10 @@ fn write_meta(path: &Path, mode: u32, meta: &MetaFile) -> Result<(), StoreError>
 
 /// Moves `path` into `dir` under the same name (or a numbered one if taken).
 fn move_aside(path: &Path, dir: &Path) -> Result<PathBuf, StoreError> {
-    let name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     let mut target = dir.join(&name);
     let mut n = 1;
     while target.exists() {
@@ -351,8 +367,8 @@ impl Inner {
     fn new_chunk(&self, key: ChunkKey) -> Arc<Chunk> {
         let created = self.clock.now();
         let id = new_id(created);
-        let shard = (u64::from_str_radix(&id[16..32], 16).unwrap_or(0) as usize)
-            % self.shards.len().max(1);
+        let shard =
+            (u64::from_str_radix(&id[16..32], 16).unwrap_or(0) as usize) % self.shards.len().max(1);
         let storage = match &self.layout {
             None => Storage::Memory(Mutex::new(Vec::new())),
             Some(l) => Storage::File(Mutex::new(FileState {
@@ -379,7 +395,11 @@ impl Inner {
     /// Takes a staged chunk out of the stage and queues it (memory) or asks its commit thread
     /// to (file), after the writes already sent to it.
     fn seal_locked(&self, st: &mut State, chunk: Arc<Chunk>) {
-        if st.staged.get(&chunk.key).is_some_and(|c| Arc::ptr_eq(c, &chunk)) {
+        if st
+            .staged
+            .get(&chunk.key)
+            .is_some_and(|c| Arc::ptr_eq(c, &chunk))
+        {
             st.staged.remove(&chunk.key);
         }
         match &chunk.storage {
@@ -461,7 +481,9 @@ impl Inner {
                 let payload = &g.data[start_off..end_off];
                 let n = (last - first) as u64;
                 chunk.records.fetch_add(n, Ordering::Relaxed);
-                chunk.bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
+                chunk
+                    .bytes
+                    .fetch_add(payload.len() as u64, Ordering::Relaxed);
                 st.total_bytes += payload.len() as u64;
                 match &chunk.storage {
                     Storage::Memory(m) => {
@@ -481,7 +503,9 @@ impl Inner {
                         };
                         if let Err(e) = self.send(chunk.shard, cmd) {
                             chunk.records.fetch_sub(n, Ordering::Relaxed);
-                            chunk.bytes.fetch_sub(payload.len() as u64, Ordering::Relaxed);
+                            chunk
+                                .bytes
+                                .fetch_sub(payload.len() as u64, Ordering::Relaxed);
                             st.total_bytes -= payload.len() as u64;
                             return Err(e);
                         }
@@ -630,9 +654,7 @@ impl Inner {
             .values()
             .filter(|c| match self.cfg.flush_mode {
                 FlushMode::Immediate => true,
-                FlushMode::Interval => {
-                    c.created + self.cfg.flush_interval.as_secs_f64() <= now
-                }
+                FlushMode::Interval => c.created + self.cfg.flush_interval.as_secs_f64() <= now,
                 FlushMode::Lazy => match (c.key.timekey, self.cfg.keys.timekey) {
                     (Some(tk), Some(unit)) => {
                         (tk + unit) as f64 + self.cfg.timekey_wait.as_secs_f64() <= now
@@ -714,7 +736,11 @@ impl Inner {
                 message: format!("damaged block at offset {}", scan.good_len),
             });
         }
-        Ok(scan.payloads.into_iter().map(|r| data[r].to_vec()).collect())
+        Ok(scan
+            .payloads
+            .into_iter()
+            .map(|r| data[r].to_vec())
+            .collect())
     }
 }
 
@@ -751,6 +777,7 @@ type WriteReq = (Vec<u8>, u64, oneshot::Sender<Result<(), StoreError>>);
 impl Inner {
     /// Commits one batch; false when told to stop.
     fn commit_batch(&self, batch: Vec<Cmd>) -> bool {
+        self.batches.fetch_add(1, Ordering::Relaxed);
         let mut groups: Vec<(Arc<Chunk>, Vec<WriteReq>)> = Vec::new();
         let mut seals = Vec::new();
         let mut barriers = Vec::new();
@@ -839,6 +866,9 @@ impl Inner {
         }
         let len = fs.len;
         let path = fs.data_path.clone();
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.block_writes
+            .fetch_add(reqs.len() as u64, Ordering::Relaxed);
         let Some(file) = fs.file.as_ref() else {
             return Err(StoreError::io(
                 "write",
@@ -939,6 +969,9 @@ impl Buffer {
             workers: AtomicUsize::new(0),
             workers_done: Notify::new(),
             in_flight: AtomicUsize::new(0),
+            fsyncs: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            block_writes: AtomicU64::new(0),
         });
         let report = match &inner.layout {
             Some(l) => inner.recover(l)?,
@@ -972,6 +1005,9 @@ impl Buffer {
             queued_chunks: st.queue.len(),
             in_flight_chunks: self.inner.in_flight.load(Ordering::Relaxed),
             total_bytes: st.total_bytes,
+            commit_batches: self.inner.batches.load(Ordering::Relaxed),
+            fsyncs: self.inner.fsyncs.load(Ordering::Relaxed),
+            blocks_written: self.inner.block_writes.load(Ordering::Relaxed),
         }
     }
 
@@ -1010,7 +1046,9 @@ impl Buffer {
                         tokio::pin!(notified);
                         notified.as_mut().enable();
                         match inner.try_place(&groups)? {
-                            Placed::Waiting(waits) => return wait_all(Arc::clone(&inner), waits).await,
+                            Placed::Waiting(waits) => {
+                                return wait_all(Arc::clone(&inner), waits).await
+                            }
                             Placed::Overflow => notified.await,
                         }
                     }
@@ -1141,8 +1179,8 @@ impl Inner {
             .map_err(|e| StoreError::io("create directory", &layout.dir, &e))?;
         let mut datas = Vec::new();
         let mut metas = HashMap::new();
-        let entries =
-            fs::read_dir(&layout.dir).map_err(|e| StoreError::io("read directory", &layout.dir, &e))?;
+        let entries = fs::read_dir(&layout.dir)
+            .map_err(|e| StoreError::io("read directory", &layout.dir, &e))?;
         for e in entries {
             let e = e.map_err(|e| StoreError::io("read directory", &layout.dir, &e))?;
             let name = e.file_name().to_string_lossy().into_owned();
@@ -1160,7 +1198,11 @@ impl Inner {
         if let Ok(rd) = fs::read_dir(&failed) {
             report.failed_present = rd
                 .filter_map(Result::ok)
-                .filter(|e| layout.parse_data(&e.file_name().to_string_lossy()).is_some())
+                .filter(|e| {
+                    layout
+                        .parse_data(&e.file_name().to_string_lossy())
+                        .is_some()
+                })
                 .count();
         }
         datas.sort();
@@ -1244,7 +1286,10 @@ impl Inner {
             if good_len < data.len() {
                 fs::create_dir_all(&corrupt_dir)
                     .map_err(|e| StoreError::io("create", &corrupt_dir, &e))?;
-                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 let cut_path = corrupt_dir.join(format!("{name}.cut-at-{good_len}"));
                 fs::write(&cut_path, &data[good_len..])
                     .map_err(|e| StoreError::io("write", &cut_path, &e))?;
@@ -1260,7 +1305,9 @@ impl Inner {
                     cut = data.len() - good_len,
                     "cut a torn or damaged tail off a chunk (copied to corrupt/)"
                 );
-                report.truncated.push((path.clone(), (data.len() - good_len) as u64));
+                report
+                    .truncated
+                    .push((path.clone(), (data.len() - good_len) as u64));
             }
             let Some(mp) = meta_path else { continue };
             if records == 0 {
@@ -1358,6 +1405,11 @@ impl std::fmt::Debug for ChunkRef {
 }
 
 impl ChunkRef {
+    /// True when the chunk is in memory (reading it back does no I/O).
+    pub(crate) fn in_memory(chunk: &Chunk) -> bool {
+        matches!(chunk.storage, Storage::Memory(_))
+    }
+
     pub(crate) fn load(inner: Arc<Inner>, chunk: Arc<Chunk>) -> Result<ChunkRef, StoreError> {
         let payloads = inner.read_payloads(&chunk)?;
         let mut stored = Vec::new();
