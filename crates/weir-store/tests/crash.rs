@@ -14,7 +14,13 @@ use weir_store::{Buffer, BufferConfig};
 fn child(test: &str, envs: &[(&str, String)]) -> Command {
     let exe = std::env::current_exe().expect("current exe");
     let mut c = Command::new(exe);
-    c.args(["--exact", test, "--ignored", "--nocapture", "--test-threads=1"]);
+    c.args([
+        "--exact",
+        test,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     for (k, v) in envs {
         c.env(k, v);
     }
@@ -25,7 +31,9 @@ fn child(test: &str, envs: &[(&str, String)]) -> Command {
 #[test]
 #[ignore = "child process of kill9_loses_no_committed_event"]
 fn crash_child() {
-    let Ok(dir) = std::env::var("WEIR_CRASH_DIR") else { return };
+    let Ok(dir) = std::env::var("WEIR_CRASH_DIR") else {
+        return;
+    };
     let base: u64 = std::env::var("WEIR_CRASH_BASE")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -48,7 +56,11 @@ fn crash_child() {
                     let n = 1 + next.load(Ordering::Relaxed) % 4;
                     let first = next.fetch_add(n, Ordering::SeqCst);
                     let seqs: Vec<u64> = (first..first + n).collect();
-                    if buf.append("crash", &batch(seqs.clone(), 1_700_000_000)).await.is_ok() {
+                    if buf
+                        .append("crash", &batch(seqs.clone(), 1_700_000_000))
+                        .await
+                        .is_ok()
+                    {
                         let line: String =
                             seqs.iter().map(|s| format!("COMMITTED {s}\n")).collect();
                         use std::io::Write;
@@ -100,7 +112,10 @@ fn kill9_loses_no_committed_event() {
         assert_eq!(rc, 0);
         let _ = proc.wait();
         let seen = reader.join().expect("reader");
-        println!("round {round}: killed after {ms} ms, {} events committed", seen.len());
+        println!(
+            "round {round}: killed after {ms} ms, {} events committed",
+            seen.len()
+        );
         committed.extend(seen);
     }
     assert!(!committed.is_empty(), "the child committed nothing");
@@ -114,8 +129,17 @@ fn kill9_loses_no_committed_event() {
     });
     println!("recovery after the last kill: {report:?}");
     let got: std::collections::HashSet<u64> = got.into_iter().collect();
-    let missing: Vec<u64> = committed.iter().copied().filter(|s| !got.contains(s)).collect();
-    assert!(missing.is_empty(), "{} committed events lost, e.g. {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    let missing: Vec<u64> = committed
+        .iter()
+        .copied()
+        .filter(|s| !got.contains(s))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} committed events lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -126,7 +150,10 @@ async fn fill_until_error(buf: &Buffer, start: u64) -> (Vec<u64>, weir_store::St
     loop {
         let seqs: Vec<u64> = (seq..seq + 20).collect();
         seq += 20;
-        match buf.append("full", &batch(seqs.clone(), 1_700_000_000)).await {
+        match buf
+            .append("full", &batch(seqs.clone(), 1_700_000_000))
+            .await
+        {
             Ok(()) => ok.extend(seqs),
             Err(e) => return (ok, e),
         }
@@ -142,7 +169,9 @@ async fn disk_full_scenario(dir: &std::path::Path, free: impl FnOnce()) {
     assert!(err.is_no_space(), "unexpected error {err:?}");
     assert!(!committed.is_empty());
     // Still full: a large batch is still refused, and nothing breaks.
-    let big = buf.append("full", &batch(9_000_000..9_002_000, 1_700_000_000)).await;
+    let big = buf
+        .append("full", &batch(9_000_000..9_002_000, 1_700_000_000))
+        .await;
     assert!(big.is_err_and(|e| e.is_no_space()));
     free();
     let later: Vec<u64> = (5_000_000..5_000_100).collect();
@@ -171,7 +200,9 @@ async fn disk_full_on_a_small_tmpfs() {
         .map(|s| s.success())
         .unwrap_or(false);
     if !mounted {
-        println!("skipped: cannot mount tmpfs (disk_full_with_file_size_limit covers ENOSPC with EFBIG)");
+        println!(
+            "skipped: cannot mount tmpfs (disk_full_with_file_size_limit covers ENOSPC with EFBIG)"
+        );
         return;
     }
     let filler = dir.join("filler");
@@ -190,7 +221,9 @@ async fn disk_full_on_a_small_tmpfs() {
 #[test]
 #[ignore = "child process of disk_full_with_file_size_limit"]
 fn fsize_child() {
-    let Ok(dir) = std::env::var("WEIR_FSIZE_DIR") else { return };
+    let Ok(dir) = std::env::var("WEIR_FSIZE_DIR") else {
+        return;
+    };
     // SAFETY: setting a signal disposition and a resource limit for this process only.
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
@@ -220,9 +253,12 @@ fn fsize_child() {
 #[test]
 fn disk_full_with_file_size_limit() {
     let dir = temp_dir("fsize");
-    let out = child("fsize_child", &[("WEIR_FSIZE_DIR", dir.display().to_string())])
-        .output()
-        .expect("run child");
+    let out = child(
+        "fsize_child",
+        &[("WEIR_FSIZE_DIR", dir.display().to_string())],
+    )
+    .output()
+    .expect("run child");
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && stdout.contains("FSIZE SCENARIO PASSED"));
