@@ -284,7 +284,9 @@ fn scan_packed(
 
 /// Decompresses gzip data (one or more members) into one buffer of at most `limit` bytes.
 pub fn gunzip(data: &[u8], limit: usize) -> Result<Vec<u8>, RequestError> {
-    // The last member's ISIZE (size mod 2^32) is a hint; the capacity never exceeds the limit.
+    // The last member's ISIZE (size mod 2^32) is a hint from the sender, so it is trusted only
+    // up to 32 times the compressed size (far above what logs compress to); the buffer still
+    // grows past that if the data really is larger, up to the limit.
     let isize_hint = data
         .len()
         .checked_sub(4)
@@ -292,7 +294,10 @@ pub fn gunzip(data: &[u8], limit: usize) -> Result<Vec<u8>, RequestError> {
         .and_then(|s| <[u8; 4]>::try_from(s).ok())
         .map(|b| u32::from_le_bytes(b) as usize)
         .unwrap_or(0);
-    let cap = isize_hint.max(data.len().saturating_mul(4)).min(limit);
+    let cap = isize_hint
+        .min(data.len().saturating_mul(32))
+        .max(data.len().saturating_mul(4))
+        .min(limit);
     let mut out = Vec::with_capacity(cap);
     let dec = flate2::read::MultiGzDecoder::new(data);
     read_capped(dec, &mut out, limit)?;
