@@ -148,15 +148,16 @@ pub fn build_filter(
 /// Adds Fluentd's "not used" warnings for a section's parameters and child sections that were
 /// never read.
 pub fn warn_unused(s: &Section<'_>, warnings: &mut Vec<ConfigError>) {
+    // Worded as Fluentd words it; the context is in the message, not repeated before it.
     for p in s.unused() {
-        warnings.push(s.error(
-            Some(&p.key),
+        warnings.push(ConfigError::at(
+            p.location.clone(),
             format!("parameter '{}' in {} is not used.", p.key, s.context()),
         ));
     }
     for e in s.unused_sections() {
-        warnings.push(s.error(
-            None,
+        warnings.push(ConfigError::at(
+            e.location.clone(),
             format!("section <{}> in {} is not used.", e.name, s.context()),
         ));
     }

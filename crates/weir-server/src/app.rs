@@ -1,10 +1,12 @@
-//! From a parsed config to a running weir: which sources listen, which outputs the `<match>`
-//! directives feed, and the lifecycle that ties them to the shutdown signal.
+//! From a parsed config to a running weir: which sources listen, which labels, filters and
+//! outputs the directives make, and the lifecycle that ties them to the shutdown signal.
 //!
 //! Every problem in the config is collected and reported at once, each with its file, line,
 //! directive and parameter, before anything binds a port. What weir does not implement is an
 //! error, never silently ignored; a parameter that no plugin reads is a warning, as in Fluentd.
 
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,222 +15,519 @@ use weir_config::{ConfigError, Element, Section};
 use weir_route::PatternSet;
 
 use crate::forward::{BoundForward, ForwardConfig, ForwardListener, ListenError};
-use crate::outputs::{NullOutput, StdoutOutput};
-use crate::pipeline::{Output, Pipeline};
+use crate::outputs::{
+    CopyOutput, CopyStore, NullOutput, RelabelOutput, RewriteTagOutput, StdoutOutput,
+};
+use crate::pipeline::{Label, LabelId, Output, Pipeline, Step};
+
+pub mod compat {
+    //! Fluentd v0.12 parameter spellings that its compat layer (`compat_parameters`) turns into
+    //! sections, so weir can read and report them the same way.
+
+    /// v0.12 buffer parameters written directly in an output's section, with the `<buffer>`
+    /// parameter each becomes (`None`: it sets the chunk keys or the timekey).
+    pub const BUFFER_PARAMS: &[(&str, Option<&str>)] = &[
+        ("buffer_type", Some("@type")),
+        ("buffer_path", Some("path")),
+        ("num_threads", Some("flush_thread_count")),
+        ("flush_interval", Some("flush_interval")),
+        ("try_flush_interval", Some("flush_thread_interval")),
+        (
+            "queued_chunk_flush_interval",
+            Some("flush_thread_burst_interval"),
+        ),
+        ("disable_retry_limit", Some("retry_forever")),
+        ("retry_limit", Some("retry_max_times")),
+        ("max_retry_wait", Some("retry_max_interval")),
+        ("buffer_chunk_limit", Some("chunk_limit_size")),
+        ("buffer_queue_limit", Some("queue_limit_length")),
+        ("buffer_queue_full_action", Some("overflow_action")),
+        ("flush_at_shutdown", Some("flush_at_shutdown")),
+        ("time_slice_format", None),
+        ("time_slice_wait", Some("timekey_wait")),
+        ("timezone", Some("timekey_zone")),
+    ];
+}
 
 /// A checked config, ready to start.
 pub struct Plan {
     /// The forward sources, in file order.
     pub sources: Vec<ForwardConfig>,
-    /// The `<match>` directives, in file order.
-    pub matches: Vec<MatchPlan>,
+    /// The label each source's events enter (its `@label`, or the root).
+    pub source_labels: Vec<LabelId>,
+    /// The labels: index 0 is the root (`@ROOT`).
+    labels: Vec<Label>,
+    /// The `@ERROR` label, when defined.
+    error_label: Option<LabelId>,
+    /// Every output, for flushing.
+    outputs: Vec<Arc<dyn Output>>,
     /// Things Fluentd would only warn about (unused parameters).
     pub warnings: Vec<ConfigError>,
-}
-
-/// One `<match>` directive.
-pub struct MatchPlan {
-    /// The directive's argument as written.
-    pub pattern_text: String,
-    /// The compiled patterns.
-    pub patterns: PatternSet,
-    /// The output plugin's type.
-    pub output_type: String,
-    /// The output.
-    pub output: Arc<dyn Output>,
+    description: String,
 }
 
 impl Plan {
-    /// A readable routing plan, for `weir check`.
+    /// A readable routing plan, for `weir check`: each source and the label it feeds, then each
+    /// label's filters and outputs in the order events meet them.
     pub fn describe(&self) -> String {
-        let mut out = String::new();
-        for s in &self.sources {
-            let mut extras = Vec::new();
-            if s.tls.is_some() {
-                extras.push("tls");
+        self.description.clone()
+    }
+
+    /// Splits the plan into its pipeline (entered at the root) and its sources, each with a
+    /// pipeline handle entering at the source's label.
+    pub fn into_parts(self) -> (Pipeline, Vec<(ForwardConfig, Pipeline)>) {
+        let pipeline = Pipeline::with_labels(self.labels, self.error_label, self.outputs);
+        let sources = self
+            .sources
+            .into_iter()
+            .zip(self.source_labels)
+            .map(|(s, l)| (s, pipeline.entering_at(l)))
+            .collect();
+        (pipeline, sources)
+    }
+}
+
+/// The output types weir supports.
+const OUTPUT_TYPES: &str = "stdout, null, copy, relabel, rewrite_tag_filter";
+
+/// Collects errors, warnings, labels and outputs while the config is read.
+struct Builder {
+    errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
+    label_ids: HashMap<String, LabelId>,
+    labels: Vec<(String, Vec<(PatternSet, Step)>)>,
+    outputs: Vec<Arc<dyn Output>>,
+    description: String,
+    next_id: usize,
+}
+
+impl Builder {
+    fn gen_id(&mut self, type_name: &str) -> String {
+        let id = format!("{type_name}#{}", self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    fn id_for(&mut self, s: &mut Section<'_>, type_name: &str) -> String {
+        match s.string("@id") {
+            Some(id) => id,
+            None => self.gen_id(type_name),
+        }
+    }
+
+    /// The label a `@label` value names.
+    fn label(&mut self, s: &Section<'_>, name: &str) -> Option<LabelId> {
+        match self.label_ids.get(name) {
+            Some(&id) => Some(id),
+            None => {
+                self.errors
+                    .push(s.error(Some("@label"), format!("{name} label not found")));
+                None
             }
-            if s.security.is_some() {
-                extras.push("shared key");
+        }
+    }
+
+    fn unused(&mut self, s: &Section<'_>) {
+        weir_filter::warn_unused(s, &mut self.warnings);
+    }
+
+    /// The v0.12 buffer parameters of an output that weir runs unbuffered: each is an error when
+    /// it would make Fluentd buffer the output, and left unread (so "not used") when a
+    /// `<buffer>` section makes it moot, as in Fluentd.
+    fn no_buffer(&mut self, s: &mut Section<'_>, type_name: &str) {
+        let has_buffer = s.element().children("buffer").next().is_some();
+        for sub in s.sections("buffer") {
+            self.errors.push(sub.error(
+                None,
+                format!("<buffer> in @type {type_name} is not supported by weir yet (weir runs {type_name} unbuffered)"),
+            ));
+        }
+        if has_buffer {
+            return;
+        }
+        for (old, new) in compat::BUFFER_PARAMS {
+            if s.element().param(old).is_some() {
+                let _ = s.string(old);
+                let target =
+                    new.map_or_else(|| "the timekey".to_string(), |n| format!("<buffer> {n}"));
+                self.errors.push(s.error(
+                    Some(old),
+                    format!("v0.12 parameter '{old}' (Fluentd reads it as {target}) makes @type {type_name} buffered; buffered {type_name} is not supported by weir yet"),
+                ));
             }
-            out.push_str(&format!(
-                "source {} (forward) on {}:{}{}\n",
-                s.id,
-                s.bind,
-                s.port,
-                if extras.is_empty() {
-                    String::new()
-                } else {
-                    format!(" [{}]", extras.join(", "))
+        }
+    }
+
+    /// Builds one output from a `<match>` or `<store>` section. `label` is the label the
+    /// section sits in (where re-emitted events go by default). Describes it into `desc`.
+    fn output(
+        &mut self,
+        s: &mut Section<'_>,
+        label: LabelId,
+        indent: &str,
+        desc: &mut String,
+    ) -> Option<Arc<dyn Output>> {
+        let Some(type_name) = s.type_name() else {
+            self.errors.push(s.error(None, "missing @type"));
+            return None;
+        };
+        let id = self.id_for(s, type_name);
+        let _ = s.string("@log_level");
+        let line = s.location().to_string();
+        let out: Arc<dyn Output> = match type_name {
+            "stdout" => {
+                for name in ["format", "inject"] {
+                    for sub in s.sections(name) {
+                        self.errors.push(sub.error(
+                            None,
+                            format!("<{name}> in @type stdout is not supported by weir yet"),
+                        ));
+                    }
                 }
-            ));
+                if let Some(t) = s.string("output_type") {
+                    if t != "json" {
+                        self.errors.push(s.error(
+                            Some("output_type"),
+                            format!(
+                                "output_type {t} is not supported by weir yet (supported: json)"
+                            ),
+                        ));
+                    }
+                }
+                self.no_buffer(s, "stdout");
+                let _ = writeln!(desc, "{id} (stdout) [{line}]");
+                Arc::new(StdoutOutput::new(id))
+            }
+            "null" => {
+                self.no_buffer(s, "null");
+                let _ = writeln!(desc, "{id} (null) [{line}]");
+                Arc::new(NullOutput::new(id))
+            }
+            "relabel" => {
+                let Some(name) = s.string("@label") else {
+                    self.errors
+                        .push(s.error(None, "@type relabel needs @label"));
+                    return None;
+                };
+                let target = self.label(s, &name)?;
+                let _ = writeln!(desc, "{id} (relabel) -> {name} [{line}]");
+                Arc::new(RelabelOutput::new(id, target))
+            }
+            "rewrite_tag_filter" => {
+                let (target, target_name) = match s.string("@label") {
+                    Some(name) => (self.label(s, &name)?, name),
+                    None => (
+                        label,
+                        self.labels
+                            .get(label)
+                            .map(|l| l.0.clone())
+                            .unwrap_or_default(),
+                    ),
+                };
+                self.no_buffer(s, "rewrite_tag_filter");
+                let config =
+                    match weir_filter::RewriteTagConfig::from_section(s, &mut self.warnings) {
+                        Ok(c) => c,
+                        Err(mut e) => {
+                            self.errors.append(&mut e);
+                            return None;
+                        }
+                    };
+                let _ = writeln!(
+                    desc,
+                    "{id} (rewrite_tag_filter) -> re-emits into {target_name} [{line}]"
+                );
+                Arc::new(RewriteTagOutput::new(id, config.rules, target))
+            }
+            "copy" => {
+                if let Some(m) = s.string("copy_mode") {
+                    if !matches!(m.as_str(), "no_copy" | "shallow" | "deep" | "marshal") {
+                        self.errors.push(s.error(
+                            Some("copy_mode"),
+                            format!("valid options are no_copy,shallow,deep,marshal but got '{m}'"),
+                        ));
+                    }
+                }
+                if let Err(e) = s.boolean("deep_copy") {
+                    self.errors.push(e);
+                }
+                self.no_buffer(s, "copy");
+                let _ = writeln!(desc, "{id} (copy) [{line}]");
+                let mut stores = Vec::new();
+                let inner = format!("{indent}    ");
+                for mut store in s.sections("store") {
+                    let mut ignore_error = false;
+                    for word in store.arg().split_whitespace() {
+                        match word {
+                            "ignore_error" => ignore_error = true,
+                            "ignore_if_prev_success" => self.errors.push(store.error(
+                                None,
+                                "<store ignore_if_prev_success> is not supported by weir yet",
+                            )),
+                            other => self.errors.push(
+                                store.error(None, format!("unknown <store> argument '{other}'")),
+                            ),
+                        }
+                    }
+                    let _ = write!(
+                        desc,
+                        "{inner}store{} -> ",
+                        if ignore_error { " (ignore_error)" } else { "" }
+                    );
+                    if let Some(o) = self.output(&mut store, label, &inner, desc) {
+                        stores.push(CopyStore {
+                            output: o,
+                            ignore_error,
+                        });
+                    } else {
+                        desc.push('\n');
+                    }
+                    self.unused(&store);
+                }
+                if stores.is_empty() && s.element().children("store").next().is_none() {
+                    self.errors
+                        .push(s.error(None, "@type copy needs at least one <store>"));
+                }
+                Arc::new(CopyOutput::new(id, stores))
+            }
+            other => {
+                self.errors.push(s.error(
+                    Some("@type"),
+                    format!("output plugin '{other}' is not supported by weir yet (supported: {OUTPUT_TYPES})"),
+                ));
+                return None;
+            }
+        };
+        self.outputs.push(Arc::clone(&out));
+        Some(out)
+    }
+
+    /// Reads the `<filter>` and `<match>` directives of one label's body.
+    fn label_body(&mut self, el: &Element, label: LabelId) {
+        for child in &el.elements {
+            let context = child.head();
+            let mut s = Section::new(child, context.clone());
+            match child.name.as_str() {
+                "match" | "filter" => {
+                    let patterns = match PatternSet::parse(&child.arg) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            self.errors
+                                .push(s.error(None, format!("invalid pattern: {e}")));
+                            continue;
+                        }
+                    };
+                    let shown = if child.arg.trim().is_empty() {
+                        "**"
+                    } else {
+                        child.arg.as_str()
+                    };
+                    if child.name == "match" {
+                        let mut desc = format!("  match {shown} -> ");
+                        if let Some(o) = self.output(&mut s, label, "  ", &mut desc) {
+                            self.description.push_str(&desc);
+                            if let Some(l) = self.labels.get_mut(label) {
+                                l.1.push((patterns, Step::Match(o)));
+                            }
+                        }
+                    } else {
+                        let Some(type_name) = s.type_name() else {
+                            self.errors.push(s.error(None, "missing @type"));
+                            continue;
+                        };
+                        let id = self.id_for(&mut s, type_name);
+                        let _ = s.string("@log_level");
+                        let line = s.location().to_string();
+                        match weir_filter::build_filter(type_name, &mut s, id.clone(), &mut self.warnings) {
+                            Some(Ok(f)) => {
+                                let _ = writeln!(self.description, "  filter {shown} -> {id} ({type_name}) [{line}]");
+                                if let Some(l) = self.labels.get_mut(label) {
+                                    l.1.push((patterns, Step::Filter(f)));
+                                }
+                            }
+                            Some(Err(mut e)) => self.errors.append(&mut e),
+                            None => self.errors.push(s.error(
+                                Some("@type"),
+                                format!(
+                                    "filter plugin '{type_name}' is not supported by weir yet (supported: {})",
+                                    weir_filter::FILTER_TYPES.join(", ")
+                                ),
+                            )),
+                        }
+                    }
+                    self.unused(&s);
+                }
+                "label" if label != 0 => self
+                    .errors
+                    .push(s.error(None, "<label> cannot be nested in another <label>")),
+                "source" if label != 0 => self.errors.push(s.error(
+                    None,
+                    "<source> must be at the top level, not inside <label>",
+                )),
+                _ if label != 0 => self.errors.push(s.error(
+                    None,
+                    format!("unknown directive <{}> inside <label>", child.name),
+                )),
+                _ => {}
+            }
         }
-        for m in &self.matches {
-            out.push_str(&format!(
-                "match {} -> {} ({})\n",
-                m.pattern_text,
-                m.output.id(),
-                m.output_type
-            ));
-        }
-        out
     }
 }
 
 /// Checks a config and builds its plan. Returns every error found.
 pub fn plan(root: &Element) -> Result<Plan, Vec<ConfigError>> {
-    let mut errors = Vec::new();
-    let mut warnings = Vec::new();
+    let mut b = Builder {
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        label_ids: HashMap::from([("@ROOT".to_string(), 0)]),
+        labels: vec![("@ROOT".to_string(), Vec::new())],
+        outputs: Vec::new(),
+        description: String::new(),
+        next_id: 0,
+    };
+    // First every label's name, so that @label may refer to a label defined further down.
+    for el in root.children("label") {
+        let s = Section::new(el, el.head());
+        let name = el.arg.trim().to_string();
+        if name.is_empty() {
+            b.errors
+                .push(s.error(None, "<label> needs a name, such as <label @alerts>"));
+        } else if name == "@ROOT" {
+            b.errors.push(s.error(
+                None,
+                "@ROOT is the top level; it cannot be defined as a <label>",
+            ));
+        } else if name == "@FLUENT_LOG" {
+            b.errors.push(s.error(None, "<label @FLUENT_LOG> is not supported by weir: weir's own log does not go through the pipeline"));
+        } else if b.label_ids.contains_key(&name) {
+            b.errors
+                .push(s.error(None, format!("label {name} is defined more than once")));
+        } else {
+            b.label_ids.insert(name.clone(), b.labels.len());
+            b.labels.push((name, Vec::new()));
+        }
+    }
     let mut sources = Vec::new();
-    let mut matches = Vec::new();
+    let mut source_labels = Vec::new();
+    let mut source_desc = String::new();
     let root_section = Section::new(root, "the top level");
-    for (index, el) in root.elements.iter().enumerate() {
-        let context = directive_label(el);
+    for el in &root.elements {
+        let context = el.head();
         let mut s = Section::new(el, context.clone());
         match el.name.as_str() {
             "source" => match s.type_name() {
                 Some("forward") => {
-                    let _ = s.string("@type");
                     let _ = s.string("@log_level");
+                    let label = match s.string("@label") {
+                        Some(name) => b.label(&s, &name),
+                        None => Some(0),
+                    };
+                    let explicit_id = el.param("@id").is_some() || el.param("id").is_some();
                     match ForwardConfig::from_section(&mut s) {
                         Ok(mut c) => {
-                            if el.params.iter().all(|p| p.key != "@id") {
-                                c.id = format!("forward#{index}");
+                            if !explicit_id {
+                                c.id = b.gen_id("forward");
                             }
+                            let mut extras = Vec::new();
+                            if c.tls.is_some() {
+                                extras.push("tls");
+                            }
+                            if c.security.is_some() {
+                                extras.push("shared key");
+                            }
+                            let label = label.unwrap_or(0);
+                            let _ = writeln!(
+                                source_desc,
+                                "source {} (forward) on {}:{}{} -> {} [{}]",
+                                c.id,
+                                c.bind,
+                                c.port,
+                                if extras.is_empty() { String::new() } else { format!(" [{}]", extras.join(", ")) },
+                                b.labels.get(label).map(|l| l.0.as_str()).unwrap_or("@ROOT"),
+                                el.location,
+                            );
                             sources.push(c);
+                            source_labels.push(label);
                         }
-                        Err(mut e) => errors.append(&mut e),
+                        Err(mut e) => b.errors.append(&mut e),
                     }
-                    collect_unused(&s, &context, &mut warnings);
+                    b.unused(&s);
                 }
-                Some(other) => errors.push(s.error(
+                Some(other) => b.errors.push(s.error(
                     Some("@type"),
                     format!("input plugin '{other}' is not supported by weir (supported: forward)"),
                 )),
-                None => errors.push(s.error(None, "missing @type")),
+                None => b.errors.push(s.error(None, "missing @type")),
             },
-            "match" => {
-                let patterns = match PatternSet::parse(&el.arg) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        errors.push(s.error(None, format!("invalid match pattern: {e}")));
-                        continue;
-                    }
-                };
-                let id = s
-                    .string("@id")
-                    .unwrap_or_else(|| format!("{}#{index}", s.type_name().unwrap_or("match")));
-                let _ = s.string("@log_level");
-                let output: Option<Arc<dyn Output>> = match s.type_name() {
-                    Some("stdout") => {
-                        let _ = s.string("@type");
-                        reject_sections(&mut s, &["format", "inject", "buffer"], &mut errors);
-                        Some(Arc::new(StdoutOutput::new(id)))
-                    }
-                    Some("null") => {
-                        let _ = s.string("@type");
-                        reject_sections(&mut s, &["buffer"], &mut errors);
-                        Some(Arc::new(NullOutput::new(id)))
-                    }
-                    Some(other) => {
-                        errors.push(s.error(
-                            Some("@type"),
-                            format!("output plugin '{other}' is not supported by weir yet (supported: stdout, null)"),
-                        ));
-                        None
-                    }
-                    None => {
-                        errors.push(s.error(None, "missing @type"));
-                        None
-                    }
-                };
-                if let Some(output) = output {
-                    if let Some(label) = s.string("@label") {
-                        errors.push(s.error(
-                            Some("@label"),
-                            format!("@label {label} on <match> is not supported yet"),
-                        ));
-                    }
-                    collect_unused(&s, &context, &mut warnings);
-                    matches.push(MatchPlan {
-                        pattern_text: el.arg.clone(),
-                        patterns,
-                        output_type: el
-                            .params
-                            .iter()
-                            .find(|p| p.key == "@type")
-                            .map(|p| p.value.clone())
-                            .unwrap_or_default(),
-                        output,
-                    });
-                }
-            }
+            "match" | "filter" => {}
+            "label" => {}
             "system" => {
                 let _ = s.string("log_level");
+                match s.integer("workers") {
+                    Ok(Some(n)) if n != 1 => b.errors.push(s.error(Some("workers"), "weir runs one worker process; workers must be 1 (weir uses every core in one process)")),
+                    Err(e) => b.errors.push(e),
+                    _ => {}
+                }
                 for p in s.unused() {
-                    errors.push(s.error(
+                    b.errors.push(s.error(
                         Some(&p.key),
-                        format!(
-                            "<system> parameter '{}' is not supported by weir yet",
-                            p.key
-                        ),
+                        format!("<system> parameter '{}' is not supported by weir yet", p.key),
                     ));
                 }
+                for e in s.unused_sections() {
+                    b.errors.push(s.error(None, format!("<system> section <{}> is not supported by weir yet", e.name)));
+                }
             }
-            "filter" | "label" | "worker" => {
-                errors.push(s.error(None, format!("<{}> is not supported by weir yet", el.name)))
-            }
-            other => errors.push(s.error(None, format!("unknown directive <{other}>"))),
+            "worker" => b.errors.push(s.error(
+                None,
+                "<worker> is not supported: weir runs a single process (move these directives out of <worker>)",
+            )),
+            other => b.errors.push(s.error(None, format!("unknown directive <{other}>"))),
+        }
+    }
+    // Then each label's directives: the root's first, then the labels in file order.
+    b.description.push_str("label @ROOT\n");
+    b.label_body(root, 0);
+    for el in root.children("label") {
+        let Some(&id) = b.label_ids.get(el.arg.trim()) else {
+            continue;
+        };
+        if id == 0 {
+            continue;
+        }
+        let _ = writeln!(b.description, "label {} [{}]", el.arg.trim(), el.location);
+        b.label_body(el, id);
+        let s = Section::new(el, el.head());
+        for p in &el.params {
+            b.warnings.push(s.error(
+                Some(&p.key),
+                format!("parameter '{}' in {} is not used.", p.key, s.context()),
+            ));
         }
     }
     for p in root_section.unused() {
-        errors.push(root_section.error(
+        b.errors.push(root_section.error(
             Some(&p.key),
             format!("parameter '{}' outside any directive", p.key),
         ));
     }
-    if errors.is_empty() {
-        Ok(Plan {
-            sources,
-            matches,
-            warnings,
-        })
-    } else {
-        Err(errors)
+    if !b.errors.is_empty() {
+        return Err(b.errors);
     }
-}
-
-fn directive_label(el: &Element) -> String {
-    if el.arg.is_empty() {
-        format!("<{}>", el.name)
-    } else {
-        format!("<{} {}>", el.name, el.arg)
-    }
-}
-
-fn reject_sections(s: &mut Section<'_>, names: &[&str], errors: &mut Vec<ConfigError>) {
-    for name in names {
-        for sub in s.sections(name) {
-            errors.push(sub.error(
-                None,
-                format!("<{name}> in this output is not supported by weir yet"),
-            ));
-        }
-    }
-}
-
-fn collect_unused(s: &Section<'_>, context: &str, warnings: &mut Vec<ConfigError>) {
-    for p in s.unused() {
-        warnings.push(s.error(
-            Some(&p.key),
-            format!("parameter '{}' in {context} is not used.", p.key),
-        ));
-    }
-    for e in s.unused_sections() {
-        warnings.push(s.error(
-            None,
-            format!("section <{}> in {context} is not used.", e.name),
-        ));
-    }
+    let error_label = b.label_ids.get("@ERROR").copied();
+    Ok(Plan {
+        sources,
+        source_labels,
+        labels: b
+            .labels
+            .into_iter()
+            .map(|(name, steps)| Label::new(name, steps))
+            .collect(),
+        error_label,
+        outputs: b.outputs,
+        warnings: b.warnings,
+        description: format!("{source_desc}{}", b.description),
+    })
 }
 
 /// A started weir: its sources are listening.
@@ -241,23 +540,18 @@ pub struct Running {
 impl Running {
     /// Binds every source. Nothing is served until [`Running::serve`].
     pub async fn start(plan: Plan, shutdown: CancellationToken) -> Result<Running, StartError> {
-        let pipeline = Arc::new(Pipeline::new(
-            plan.matches
-                .into_iter()
-                .map(|m| (m.patterns, m.output))
-                .collect(),
-        ));
+        let (pipeline, sources) = plan.into_parts();
         let mut listeners = Vec::new();
-        for source in plan.sources {
+        for (source, entry) in sources {
             let id = source.id.clone();
-            let bound = ForwardListener::bind(source, Arc::clone(&pipeline), shutdown.clone())
+            let bound = ForwardListener::bind(source, Arc::new(entry), shutdown.clone())
                 .await
                 .map_err(|source| StartError::Listen { id, source })?;
             listeners.push(bound);
         }
         Ok(Running {
             listeners,
-            pipeline,
+            pipeline: Arc::new(pipeline),
             shutdown,
         })
     }

@@ -1,18 +1,29 @@
 //! The pipeline between the listeners and the outputs.
 //!
-//! A listener hands each decoded request to [`Pipeline::emit`]. The pipeline finds the first
-//! `<match>` whose patterns fit the tag and gives the events to that output. The output answers
-//! with an [`Accepted`]: either at once, or later, when the events are where it promised to keep
-//! them (for a buffered output: on disk, after the group commit). The listener sends the ack
-//! only when that answer is `Ok`, so an ack never runs ahead of the output's promise.
+//! A listener hands each decoded request to [`Pipeline::emit`]. The pipeline is a set of
+//! labels, each an ordered list of `<filter>` and `<match>` directives, as in Fluentd: the root
+//! (`@ROOT`, the directives outside any `<label>`), one per `<label @NAME>`, and `@ERROR`, which
+//! receives the records filters could not process. A source starts its events at the root or at
+//! the label its `@label` names.
+//!
+//! Within a label, an event's route is every `<filter>` whose pattern fits its tag and that comes
+//! before the first `<match>` that fits, then that `<match>`'s output. The route is compiled once
+//! per tag and cached, so the cost per event does not grow with the number of directives.
+//!
+//! The output answers with an [`Accepted`]: at once, or later, when the events are where it
+//! promised to keep them. Outputs that send events on (`relabel`, `rewrite_tag_filter`, `copy`)
+//! emit through the [`Router`] they are given and combine the answers, so a forwarder's ack waits
+//! for every output its events reach. A re-emit chain deeper than [`MAX_REEMIT_DEPTH`] is a
+//! routing loop: those events are dropped, counted and logged once per tag.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
-use weir_proto::EventBatch;
-use weir_route::RouteTable;
+use weir_filter::{ErrorEvent, Filter};
+use weir_proto::{EventBatch, EventTime};
+use weir_route::{PatternSet, TagCache, DEFAULT_CACHE_CAPACITY};
 
 /// Why an output did not accept events. The forwarder gets no ack for them and sends them again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,14 +49,27 @@ pub enum Accepted {
     Now(Result<(), Refused>),
     /// The answer comes when the output has committed the events.
     Later(oneshot::Receiver<Result<(), Refused>>),
-    /// Every one of several outputs (a `copy`) must accept.
+    /// Every one of several outputs (a `copy`, a re-emit to several tags) must accept.
     All(Vec<Accepted>),
+    /// A `copy` store with `ignore_error`: a refusal is logged under this store id and counts as
+    /// accepted.
+    IgnoreError(Box<Accepted>, String),
 }
 
 impl Accepted {
     /// Accepted at once.
     pub fn ok() -> Self {
         Accepted::Now(Ok(()))
+    }
+
+    /// Combines several answers into one that waits for all of them.
+    pub fn all(mut parts: Vec<Accepted>) -> Self {
+        if parts.len() == 1 {
+            if let Some(only) = parts.pop() {
+                return only;
+            }
+        }
+        Accepted::All(parts)
     }
 
     /// Waits for the answer. An output that went away without answering counts as a refusal.
@@ -59,8 +83,17 @@ impl Accepted {
             }),
             Accepted::All(parts) => {
                 // Every part must finish anyway, so waiting in order costs nothing extra.
+                let mut first_err = None;
                 for part in parts {
-                    Box::pin(part.wait()).await?;
+                    if let Err(e) = Box::pin(part.wait()).await {
+                        first_err.get_or_insert(e);
+                    }
+                }
+                first_err.map_or(Ok(()), Err)
+            }
+            Accepted::IgnoreError(inner, store) => {
+                if let Err(e) = Box::pin(inner.wait()).await {
+                    tracing::warn!(store = %store, error = %e, "ignore_error: a copy store refused events");
                 }
                 Ok(())
             }
@@ -68,7 +101,7 @@ impl Accepted {
     }
 }
 
-/// Something events can be given to: an output plugin, or a chain of filters in front of one.
+/// Something events can be given to: an output plugin.
 pub trait Output: Send + Sync + 'static {
     /// The plugin's id (`@id`) or a generated one, for logs and metrics.
     fn id(&self) -> &str;
@@ -76,31 +109,284 @@ pub trait Output: Send + Sync + 'static {
     /// Takes the events of one request. Must not block: a slow output answers `Later`.
     fn emit(&self, tag: &str, events: &EventBatch) -> Accepted;
 
+    /// Takes events from the pipeline, with the [`Router`] to send events on through. Outputs
+    /// that re-emit (`relabel`, `rewrite_tag_filter`) and that contain other outputs (`copy`)
+    /// implement this; the default calls [`Output::emit`].
+    fn emit_routed(&self, tag: &str, events: &EventBatch, router: &Router<'_>) -> Accepted {
+        let _ = router;
+        self.emit(tag, events)
+    }
+
     /// Writes out whatever the output holds back (SIGUSR1, shutdown). Outputs that hold nothing
     /// back do nothing.
     fn flush(&self) {}
 }
 
-/// How many distinct unmatched tags are remembered for the once-per-tag warning.
-const UNMATCHED_TAGS_REMEMBERED: usize = 4096;
+/// How many times events may be re-emitted (by `relabel` or `rewrite_tag_filter`) on their way
+/// from a source. Fluentd has no limit and loops until its stack overflows; weir drops the
+/// events of a deeper chain, counts them and logs the tag once.
+pub const MAX_REEMIT_DEPTH: u32 = 32;
 
-/// Routes requests to outputs by tag, first match wins, as Fluentd's `<match>` does.
-pub struct Pipeline {
-    table: RouteTable<Arc<dyn Output>>,
-    outputs: Vec<Arc<dyn Output>>,
-    unmatched_tags: Mutex<HashSet<String>>,
+/// How many distinct tags are remembered for the once-per-tag warnings.
+const WARNED_TAGS_REMEMBERED: usize = 4096;
+
+/// A label's index in the pipeline.
+pub type LabelId = usize;
+
+/// One `<filter>` or `<match>` directive in a label.
+pub enum Step {
+    /// A `<filter>`.
+    Filter(Arc<dyn Filter>),
+    /// A `<match>`.
+    Match(Arc<dyn Output>),
+}
+
+/// A label: its name and its directives in file order.
+pub struct Label {
+    name: String,
+    steps: Vec<(PatternSet, Step)>,
+    cache: TagCache<Arc<Route>>,
+}
+
+impl Label {
+    /// A label named `name` (`@ROOT` for the top level) with its directives in file order.
+    pub fn new(name: impl Into<String>, steps: Vec<(PatternSet, Step)>) -> Self {
+        Label {
+            name: name.into(),
+            steps,
+            cache: TagCache::new(DEFAULT_CACHE_CAPACITY),
+        }
+    }
+
+    /// The compiled route for a tag.
+    fn route(&self, tag: &str) -> Arc<Route> {
+        self.cache.get_or_insert_with(tag, || {
+            let mut filters = Vec::new();
+            for (patterns, step) in &self.steps {
+                if !patterns.matches(tag) {
+                    continue;
+                }
+                match step {
+                    Step::Filter(f) => filters.push(Arc::clone(f)),
+                    Step::Match(o) => {
+                        return Arc::new(Route {
+                            filters,
+                            output: Some(Arc::clone(o)),
+                        })
+                    }
+                }
+            }
+            // Fluentd runs no filter for a tag that no <match> takes.
+            Arc::new(Route {
+                filters: Vec::new(),
+                output: None,
+            })
+        })
+    }
+}
+
+/// A tag's compiled route within one label.
+struct Route {
+    filters: Vec<Arc<dyn Filter>>,
+    output: Option<Arc<dyn Output>>,
+}
+
+/// Counters and once-per-tag warnings.
+#[derive(Default)]
+struct Counters {
     unmatched_events: AtomicU64,
+    loop_dropped_events: AtomicU64,
+    error_events: AtomicU64,
+    warned: Mutex<HashSet<(u8, String)>>,
+}
+
+impl Counters {
+    /// True the first time `(kind, tag)` is seen, up to a bound.
+    fn first(&self, kind: u8, tag: &str) -> bool {
+        match self.warned.lock() {
+            Ok(mut seen) if seen.len() < WARNED_TAGS_REMEMBERED => {
+                seen.insert((kind, tag.to_string()))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Every label and the shared counters.
+struct Labels {
+    labels: Vec<Label>,
+    error: Option<LabelId>,
+    counters: Counters,
+}
+
+/// The handle re-emitting outputs send events through: the labels, and how deep in a re-emit
+/// chain the current events are.
+pub struct Router<'a> {
+    labels: &'a Labels,
+    depth: u32,
+}
+
+impl Router<'_> {
+    /// Re-emits events under `tag` into `label`, one level deeper. Past [`MAX_REEMIT_DEPTH`]
+    /// the events are dropped (and counted as accepted: sending them again would loop again).
+    pub fn emit(&self, label: LabelId, tag: &str, events: &EventBatch) -> Accepted {
+        if self.depth >= MAX_REEMIT_DEPTH {
+            self.labels
+                .counters
+                .loop_dropped_events
+                .fetch_add(events.len() as u64, Ordering::Relaxed);
+            if self.labels.counters.first(1, tag) {
+                tracing::error!(
+                    tag,
+                    depth = MAX_REEMIT_DEPTH,
+                    "events re-emitted too many times (a relabel/rewrite_tag_filter loop?); dropped"
+                );
+            }
+            return Accepted::ok();
+        }
+        self.labels.emit(label, tag, events, self.depth + 1)
+    }
+}
+
+impl Labels {
+    fn emit(&self, label: LabelId, tag: &str, events: &EventBatch, depth: u32) -> Accepted {
+        if events.is_empty() {
+            return Accepted::ok();
+        }
+        let Some(l) = self.labels.get(label) else {
+            return Accepted::Now(Err(Refused::Output(format!("no label #{label}"))));
+        };
+        let route = l.route(tag);
+        let Some(output) = &route.output else {
+            self.counters
+                .unmatched_events
+                .fetch_add(events.len() as u64, Ordering::Relaxed);
+            if self.counters.first(0, tag) {
+                if l.name == "@ROOT" {
+                    tracing::warn!(tag, "no patterns matched");
+                } else {
+                    tracing::warn!(tag, label = %l.name, "no patterns matched");
+                }
+            }
+            return Accepted::ok();
+        };
+        let router = Router {
+            labels: self,
+            depth,
+        };
+        if route.filters.is_empty() {
+            return output.emit_routed(tag, events, &router);
+        }
+        let mut batch = events.clone();
+        let mut answers = Vec::new();
+        for f in &route.filters {
+            let out = f.filter(tag, batch);
+            batch = out.events;
+            if !out.errors.is_empty() {
+                answers.push(self.error_events(tag, f.id(), out.errors, depth));
+            }
+            if batch.is_empty() {
+                break;
+            }
+        }
+        if !batch.is_empty() {
+            answers.push(output.emit_routed(tag, &batch, &router));
+        }
+        Accepted::all(answers)
+    }
+
+    /// Sends records a filter could not process to `@ERROR`, or logs them when there is no such
+    /// label, as Fluentd's `emit_error_event` does.
+    fn error_events(
+        &self,
+        tag: &str,
+        filter: &str,
+        errors: Vec<ErrorEvent>,
+        depth: u32,
+    ) -> Accepted {
+        self.counters
+            .error_events
+            .fetch_add(errors.len() as u64, Ordering::Relaxed);
+        match self.error {
+            Some(label) => {
+                let mut b = weir_filter::BatchBuilder::default();
+                for e in &errors {
+                    tracing::debug!(tag, filter, error = %e.error, "error event sent to @ERROR");
+                    b.push(e.time, &e.record);
+                }
+                let batch = b.finish();
+                Router {
+                    labels: self,
+                    depth,
+                }
+                .emit(label, tag, &batch)
+            }
+            None => {
+                for e in errors {
+                    let mut json = Vec::new();
+                    let _ = weir_proto::record_to_json(&e.record, &mut json);
+                    tracing::warn!(
+                        tag,
+                        filter,
+                        error = %e.error,
+                        time = %fmt_time(e.time),
+                        record = %String::from_utf8_lossy(&json),
+                        "dump an error event"
+                    );
+                }
+                Accepted::ok()
+            }
+        }
+    }
+}
+
+fn fmt_time(t: EventTime) -> String {
+    format!("{}.{:09}", t.sec, t.nsec)
+}
+
+/// Routes requests through the labels. Cloning is cheap; every clone shares the labels.
+#[derive(Clone)]
+pub struct Pipeline {
+    labels: Arc<Labels>,
+    entry: LabelId,
+    outputs: Arc<Vec<Arc<dyn Output>>>,
 }
 
 impl Pipeline {
-    /// Builds a pipeline from `<match>` entries in file order.
-    pub fn new(entries: Vec<(weir_route::PatternSet, Arc<dyn Output>)>) -> Self {
+    /// Builds a pipeline of one root label from `<match>` entries in file order.
+    pub fn new(entries: Vec<(PatternSet, Arc<dyn Output>)>) -> Self {
         let outputs = entries.iter().map(|(_, o)| Arc::clone(o)).collect();
+        let steps = entries
+            .into_iter()
+            .map(|(p, o)| (p, Step::Match(o)))
+            .collect();
+        Self::with_labels(vec![Label::new("@ROOT", steps)], None, outputs)
+    }
+
+    /// Builds a pipeline from labels (index 0 is `@ROOT`), the index of `@ERROR` if defined, and
+    /// every output (for flushing).
+    pub fn with_labels(
+        labels: Vec<Label>,
+        error: Option<LabelId>,
+        outputs: Vec<Arc<dyn Output>>,
+    ) -> Self {
         Pipeline {
-            table: RouteTable::new(entries),
-            outputs,
-            unmatched_tags: Mutex::new(HashSet::new()),
-            unmatched_events: AtomicU64::new(0),
+            labels: Arc::new(Labels {
+                labels,
+                error,
+                counters: Counters::default(),
+            }),
+            entry: 0,
+            outputs: Arc::new(outputs),
+        }
+    }
+
+    /// The same pipeline, with events entering at `label` (a source's `@label`).
+    pub fn entering_at(&self, label: LabelId) -> Pipeline {
+        Pipeline {
+            labels: Arc::clone(&self.labels),
+            entry: label,
+            outputs: Arc::clone(&self.outputs),
         }
     }
 
@@ -108,42 +394,38 @@ impl Pipeline {
     /// counted, with one warning per tag, as Fluentd does; they still count as accepted, because
     /// sending them again would not change where they go.
     pub fn emit(&self, tag: &str, events: &EventBatch) -> Accepted {
-        if events.is_empty() {
-            return Accepted::ok();
-        }
-        match self.table.lookup(tag) {
-            Some(output) => output.emit(tag, events),
-            None => {
-                self.unmatched_events
-                    .fetch_add(events.len() as u64, Ordering::Relaxed);
-                let first_time = match self.unmatched_tags.lock() {
-                    Ok(mut seen) if seen.len() < UNMATCHED_TAGS_REMEMBERED => {
-                        seen.insert(tag.to_string())
-                    }
-                    // Past the bound, stay quiet rather than warn on every request.
-                    Ok(_) | Err(_) => false,
-                };
-                if first_time {
-                    tracing::warn!(tag, "no patterns matched");
-                }
-                Accepted::ok()
-            }
-        }
+        self.labels.emit(self.entry, tag, events, 0)
     }
 
     /// Events dropped because no `<match>` fitted their tag.
     pub fn unmatched_events(&self) -> u64 {
-        self.unmatched_events.load(Ordering::Relaxed)
+        self.labels
+            .counters
+            .unmatched_events
+            .load(Ordering::Relaxed)
+    }
+
+    /// Events dropped because they were re-emitted more than [`MAX_REEMIT_DEPTH`] times.
+    pub fn loop_dropped_events(&self) -> u64 {
+        self.labels
+            .counters
+            .loop_dropped_events
+            .load(Ordering::Relaxed)
+    }
+
+    /// Records filters could not process (sent to `@ERROR` or logged).
+    pub fn error_events(&self) -> u64 {
+        self.labels.counters.error_events.load(Ordering::Relaxed)
     }
 
     /// Asks every output to write out what it holds back.
     pub fn flush(&self) {
-        for output in &self.outputs {
+        for output in self.outputs.iter() {
             output.flush();
         }
     }
 
-    /// The outputs, in `<match>` order.
+    /// Every output, in config order.
     pub fn outputs(&self) -> &[Arc<dyn Output>] {
         &self.outputs
     }

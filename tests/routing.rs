@@ -1,0 +1,234 @@
+//! Routing end to end: real forward requests into weir with filters, labels, copy, relabel and
+//! rewrite_tag_filter, asserting the exact records weir prints and that acks wait for them.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use weir_e2e::Weir;
+use weir_proto::{
+    encode_forward, json_to_msgpack, parse_ack, EncodeOptions, EventTime, FrameDecoder,
+    FrameLimits, TimeFormat,
+};
+
+fn record(json: &str) -> Vec<u8> {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    let mut out = Vec::new();
+    json_to_msgpack(&v, &mut out);
+    out
+}
+
+/// Sends one Forward-mode request with an ack and waits for the ack.
+fn send(weir: &Weir, tag: &str, records: &[&str]) {
+    let entries: Vec<(EventTime, Vec<u8>)> = records
+        .iter()
+        .map(|r| (EventTime::new(1_700_000_000, 0), record(r)))
+        .collect();
+    let refs: Vec<(EventTime, &[u8])> = entries.iter().map(|(t, r)| (*t, r.as_slice())).collect();
+    let opts = EncodeOptions {
+        chunk: Some(Bytes::from_static(b"c1")),
+        time_format: TimeFormat::EventTime,
+        ..EncodeOptions::default()
+    };
+    let bytes = encode_forward(tag, &refs, &opts);
+    let mut s = TcpStream::connect(weir.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&bytes).unwrap();
+    let mut dec = FrameDecoder::new(FrameLimits {
+        chunk_size_limit: 1 << 20,
+        max_depth: 16,
+    });
+    let mut buf = BytesMut::new();
+    loop {
+        if let Some(f) = dec.next_frame(&mut buf).unwrap() {
+            assert_eq!(parse_ack(&f).unwrap().as_ref(), b"c1");
+            return;
+        }
+        let mut chunk = [0u8; 1024];
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "weir closed the connection without an ack");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+const TIME: &str = "2023-11-14 22:13:20.000000000 +0000";
+
+#[test]
+fn split_by_rewrite_tag_filter_and_alert_through_copy_and_label() {
+    let weir = Weir::start(
+        "routing_split",
+        r#"
+<source>
+  @type forward
+  bind 127.0.0.1
+  port {port}
+</source>
+<filter blog.**>
+  @type grep
+  <exclude>
+    key path
+    pattern ^/health$
+  </exclude>
+</filter>
+<match blog.**>
+  @type rewrite_tag_filter
+  <rule>
+    key kind
+    pattern ^(access|error|app)$
+    tag $1.${tag_parts[1]}
+  </rule>
+</match>
+<match access.**>
+  @type stdout
+</match>
+<match {error,app}.**>
+  @type copy
+  <store>
+    @type stdout
+  </store>
+  <store>
+    @type relabel
+    @label @ALERT
+  </store>
+</match>
+<label @ALERT>
+  <filter **>
+    @type grep
+    <regexp>
+      key level
+      pattern /^(error|fatal)$/i
+    </regexp>
+  </filter>
+  <filter **>
+    @type record_transformer
+    remove_keys kind
+    <record>
+      alert_tag ${tag}
+      source ${tag_parts[-1]}
+    </record>
+  </filter>
+  <match **>
+    @type stdout
+  </match>
+</label>
+"#,
+    );
+    send(
+        &weir,
+        "blog.web",
+        &[
+            r#"{"kind":"access","path":"/index"}"#,
+            r#"{"kind":"access","path":"/health"}"#,
+            r#"{"kind":"error","level":"ERROR","msg":"boom"}"#,
+            r#"{"kind":"app","level":"info","msg":"started"}"#,
+            r#"{"kind":"debug","msg":"dropped: no rule"}"#,
+        ],
+    );
+    // The ack came after every output accepted, so the lines are already printed.
+    let mut lines = weir.wait_stdout(4, Duration::from_secs(10));
+    lines.sort();
+    let mut expected = vec![
+        format!(r#"{TIME} access.web: {{"kind":"access","path":"/index"}}"#),
+        format!(r#"{TIME} error.web: {{"kind":"error","level":"ERROR","msg":"boom"}}"#),
+        format!(r#"{TIME} app.web: {{"kind":"app","level":"info","msg":"started"}}"#),
+        format!(
+            r#"{TIME} error.web: {{"level":"ERROR","msg":"boom","alert_tag":"error.web","source":"web"}}"#
+        ),
+    ];
+    expected.sort();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(weir.stdout_lines().len(), 4, "{:?}", weir.stdout_lines());
+    assert_eq!(lines, expected);
+}
+
+#[test]
+fn parser_errors_go_to_error_label_and_unmatched_tags_warn_once() {
+    let weir = Weir::start(
+        "routing_error_label",
+        r#"
+<source>
+  @type forward
+  bind 127.0.0.1
+  port {port}
+  @label @IN
+</source>
+<label @IN>
+  <filter raw.**>
+    @type parser
+    key_name log
+    reserve_time true
+    <parse>
+      @type ltsv
+    </parse>
+  </filter>
+  <match raw.**>
+    @type stdout
+  </match>
+</label>
+<label @ERROR>
+  <match **>
+    @type stdout
+  </match>
+</label>
+"#,
+    );
+    send(
+        &weir,
+        "raw.app",
+        &[r#"{"log":"a:1\tb:2"}"#, r#"{"nolog":1}"#],
+    );
+    send(&weir, "other", &[r#"{"x":1}"#]);
+    send(&weir, "other", &[r#"{"x":2}"#]);
+    let lines = weir.wait_stdout(2, Duration::from_secs(10));
+    assert_eq!(
+        lines,
+        vec![
+            format!(r#"{TIME} raw.app: {{"nolog":1}}"#),
+            format!(r#"{TIME} raw.app: {{"a":"1","b":"2"}}"#),
+        ]
+    );
+    assert!(weir
+        .wait_log("no patterns matched", Duration::from_secs(5))
+        .is_some());
+    let warned = weir
+        .stderr_lines()
+        .iter()
+        .filter(|l| l.contains("no patterns matched"))
+        .count();
+    assert_eq!(warned, 1);
+}
+
+#[test]
+fn a_rewrite_loop_is_cut_and_still_acked() {
+    let weir = Weir::start(
+        "routing_loop",
+        r#"
+<source>
+  @type forward
+  bind 127.0.0.1
+  port {port}
+</source>
+<match a b>
+  @type rewrite_tag_filter
+  <rule>
+    key k
+    pattern .
+    tag ${tag}x
+  </rule>
+</match>
+<match **>
+  @type rewrite_tag_filter
+  <rule>
+    key k
+    pattern .
+    tag a
+  </rule>
+</match>
+"#,
+    );
+    send(&weir, "a", &[r#"{"k":"v"}"#]);
+    assert!(weir
+        .wait_log("re-emitted too many times", Duration::from_secs(5))
+        .is_some());
+}
