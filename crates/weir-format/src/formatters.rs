@@ -160,7 +160,11 @@ impl Formatter for Json {
         out: &mut Vec<u8>,
     ) -> Result<(), FormatError> {
         check_map(record)?;
-        record_to_json(record, out).map_err(json_error)?;
+        let start = out.len();
+        if let Err(e) = record_to_json(record, out) {
+            out.truncate(start);
+            return Err(json_error(e));
+        }
         if self.add_newline {
             out.extend_from_slice(self.newline);
         }
@@ -299,8 +303,8 @@ pub struct SingleValue {
     pub newline: &'static [u8],
 }
 
-impl Formatter for SingleValue {
-    fn format(
+impl SingleValue {
+    fn format_inner(
         &self,
         _tag: &str,
         _time: EventTime,
@@ -314,6 +318,23 @@ impl Formatter for SingleValue {
             out.extend_from_slice(self.newline);
         }
         Ok(())
+    }
+}
+
+impl Formatter for SingleValue {
+    fn format(
+        &self,
+        tag: &str,
+        time: EventTime,
+        record: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), FormatError> {
+        let start = out.len();
+        let r = self.format_inner(tag, time, record, out);
+        if r.is_err() {
+            out.truncate(start);
+        }
+        r
     }
 }
 
@@ -489,8 +510,8 @@ impl Csv {
     }
 }
 
-impl Formatter for Csv {
-    fn format(
+impl Csv {
+    fn format_inner(
         &self,
         _tag: &str,
         _time: EventTime,
@@ -544,6 +565,23 @@ impl Formatter for Csv {
     }
 }
 
+impl Formatter for Csv {
+    fn format(
+        &self,
+        tag: &str,
+        time: EventTime,
+        record: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), FormatError> {
+        let start = out.len();
+        let r = self.format_inner(tag, time, record, out);
+        if r.is_err() {
+            out.truncate(start);
+        }
+        r
+    }
+}
+
 /// `tsv` (Fluentd `formatter_tsv.rb`): `record[key].to_s` for each of `keys`, joined by
 /// `delimiter`, then `newline` when `add_newline`.
 #[derive(Clone, Debug)]
@@ -558,8 +596,8 @@ pub struct Tsv {
     pub newline: &'static [u8],
 }
 
-impl Formatter for Tsv {
-    fn format(
+impl Tsv {
+    fn format_inner(
         &self,
         _tag: &str,
         _time: EventTime,
@@ -579,6 +617,23 @@ impl Formatter for Tsv {
             out.extend_from_slice(self.newline);
         }
         Ok(())
+    }
+}
+
+impl Formatter for Tsv {
+    fn format(
+        &self,
+        tag: &str,
+        time: EventTime,
+        record: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), FormatError> {
+        let start = out.len();
+        let r = self.format_inner(tag, time, record, out);
+        if r.is_err() {
+            out.truncate(start);
+        }
+        r
     }
 }
 

@@ -32,8 +32,8 @@ use weir_proto::EventTime;
 
 /// Turns one event into the bytes an output writes for it.
 pub trait Formatter: Send + Sync {
-    /// Appends the formatted event to `out`. `record` is one msgpack map. On error nothing
-    /// useful has been appended and the caller should drop the event or report it.
+    /// Appends the formatted event to `out`. `record` is one msgpack map. On error `out` is
+    /// left as it was and the caller should drop the event or report it.
     fn format(
         &self,
         tag: &str,
