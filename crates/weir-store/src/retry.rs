@@ -314,7 +314,6 @@ mod tests {
         );
         assert_eq!(secondary, vec![80.0, 83.0, 86.0, 89.0, 92.0, 95.0, 98.0]);
 
-        let mut q = q;
         q.max_steps = Some(5);
         assert_eq!(
             RetryState::new(q, 0.0).secondary_transition_at(),

@@ -66,11 +66,14 @@ pub fn seq_of(record: &[u8]) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
+/// One delivered chunk: its key, sequence numbers and event times.
+pub type Delivered = (ChunkKey, Vec<u64>, Vec<u32>);
+
 /// A sink that keeps what it is given; it can be told to fail.
 #[derive(Default)]
 pub struct Collect {
     /// Delivered chunks: key, sequence numbers, times.
-    pub chunks: Mutex<Vec<(ChunkKey, Vec<u64>, Vec<u32>)>>,
+    pub chunks: Mutex<Vec<Delivered>>,
     /// Fail this many more writes with a retryable error.
     pub fail_next: AtomicUsize,
     /// Fail every write with an unrecoverable error.
