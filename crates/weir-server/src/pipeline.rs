@@ -430,3 +430,77 @@ impl Pipeline {
         &self.outputs
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Records the tags it was given.
+    struct Seen(String, Mutex<Vec<String>>);
+
+    impl Output for Seen {
+        fn id(&self) -> &str {
+            &self.0
+        }
+        fn emit(&self, tag: &str, events: &EventBatch) -> Accepted {
+            if let Ok(mut v) = self.1.lock() {
+                v.push(format!("{tag}:{}", events.len()));
+            }
+            Accepted::ok()
+        }
+    }
+
+    /// Drops every event and counts its calls.
+    struct DropAll(AtomicUsize);
+
+    impl Filter for DropAll {
+        fn id(&self) -> &str {
+            "drop"
+        }
+        fn type_name(&self) -> &str {
+            "drop"
+        }
+        fn filter(&self, _tag: &str, _events: EventBatch) -> weir_filter::Filtered {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            weir_filter::Filtered::default()
+        }
+    }
+
+    fn batch() -> EventBatch {
+        let mut b = weir_filter::BatchBuilder::default();
+        b.push(EventTime::new(1, 0), &[0x80]);
+        b.finish()
+    }
+
+    #[test]
+    fn first_match_wins_and_only_earlier_filters_run() {
+        let a = Arc::new(Seen("a".into(), Mutex::new(Vec::new())));
+        let b = Arc::new(Seen("b".into(), Mutex::new(Vec::new())));
+        let drop = Arc::new(DropAll(AtomicUsize::new(0)));
+        let p = |s: &str| PatternSet::parse(s).unwrap();
+        let pipeline = Pipeline::with_labels(
+            vec![Label::new(
+                "@ROOT",
+                vec![
+                    (p("x.**"), Step::Filter(drop.clone())),
+                    (p("x.** y.**"), Step::Match(a.clone())),
+                    (p("y.**"), Step::Filter(drop.clone())),
+                    (p("**"), Step::Match(b.clone())),
+                ],
+            )],
+            None,
+            Vec::new(),
+        );
+        let _ = pipeline.emit("y.1", &batch());
+        let _ = pipeline.emit("y.1", &batch());
+        let _ = pipeline.emit("x.1", &batch());
+        let _ = pipeline.emit("z", &batch());
+        // y.1 reaches `a` unfiltered (the y.** filter comes after the match), x.1 is dropped by
+        // the filter before it, z goes to the catch-all.
+        assert_eq!(*a.1.lock().unwrap(), vec!["y.1:1", "y.1:1"]);
+        assert_eq!(*b.1.lock().unwrap(), vec!["z:1"]);
+        assert_eq!(drop.0.load(Ordering::Relaxed), 1);
+        assert_eq!(pipeline.unmatched_events(), 0);
+    }
+}
