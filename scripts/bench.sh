@@ -47,7 +47,7 @@ cases=(
   "packed, no ack, 4 conns|null|--mode packed --connections 4"
   "forward, ack, 4 conns|null|--mode forward --ack --connections 4"
   "gzip, ack, 4 conns|null|--mode compressed --ack --connections 4"
-  "message (1 event per request), ack, 4 conns|null|--mode message --ack --connections 4"
+  "message (1000 one-event requests per write, last one acked), 4 conns|null|--mode message --ack --connections 4"
 )
 
 results="$work/results.jsonl"
@@ -90,7 +90,11 @@ print(f"- each case: {rounds} runs of {seconds} s; the table shows the median of
 print("- load: `weir bench` on the same machine, 1000 events per request, records of about 200 bytes, up to 4 requests in flight per connection")
 print("- weir: release build, forward input on 127.0.0.1, every event to a `null` output (the cost of ingest itself: framing, parsing, routing, acks)")
 print("- ack latency: from the end of a request's write to the arrival of its ack")
-print("- peak RSS: weir's VmHWM at the end of the run\n")
+print("- peak RSS: weir's VmHWM at the end of the run")
+note = os.environ.get("BENCH_NOTE")
+if note:
+    print(f"- conditions: {note}")
+print()
 print("| case | events/s | MB/s | ack p50 ms | ack p99 ms | peak RSS MiB | vs first row |")
 print("|---|---:|---:|---:|---:|---:|---:|")
 for c in cases:
