@@ -94,7 +94,7 @@ impl ParserConfig {
                 None
             }
             Ok(Some(mut p)) => {
-                let r = Self::read(&mut p, "@type", errors);
+                let r = Self::read(&mut p, "@type", warnings, errors);
                 warn_unused(&p, warnings);
                 r
             }
@@ -107,7 +107,7 @@ impl ParserConfig {
                     }
                     return None;
                 }
-                Self::read(s, "format", errors)
+                Self::read(s, "format", warnings, errors)
             }
         }
     }
@@ -115,6 +115,7 @@ impl ParserConfig {
     fn read(
         s: &mut Section<'_>,
         type_key: &str,
+        warnings: &mut Vec<ConfigError>,
         errors: &mut Vec<ConfigError>,
     ) -> Option<ParserConfig> {
         let Some(raw_type) = s.string(type_key).or_else(|| {
@@ -216,9 +217,10 @@ impl ParserConfig {
         }
         let user_format = s.string("time_format");
         if user_format.is_some() && time_key.is_none() {
-            errors.push(s.error(
+            // Fluentd warns and runs; so does weir.
+            warnings.push(s.error(
                 Some("time_format"),
-                "time_format is set but this parser has no time_key".to_string(),
+                "time_format is set but time_key is not: time_format is not used",
             ));
         }
         if let Some(f) = user_format {
