@@ -1,0 +1,521 @@
+//! Writing one chunk to its file, durably and without duplicates across retries.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use weir_proto::EventTime;
+use weir_store::{ChunkKey, ChunkRef, ChunkSink, WriteError};
+
+use crate::config::FileOutputConfig;
+use crate::error::FileOutputError;
+use crate::path::{with_index, INDEX_MARKER};
+use crate::sanitize;
+
+/// Chunk metadata key: where a chunk was written with `append false` (JSON [`Written`]).
+pub const META_WRITTEN: &str = "out_file.written";
+/// Chunk metadata key: the file a chunk was appended to, once the append is complete.
+pub const META_APPENDED: &str = "out_file.appended";
+
+/// What an output needs from a chunk. [`ChunkRef`] implements it; tests implement it to
+/// replay a chunk after a simulated crash.
+pub trait ChunkSource {
+    /// The chunk id (unique, stable across restarts).
+    fn id(&self) -> &str;
+    /// The chunk key: tag, time slice, record-key values.
+    fn key(&self) -> &ChunkKey;
+    /// The events in order: time and one msgpack map each.
+    fn events(&self) -> Box<dyn Iterator<Item = (EventTime, &[u8])> + '_>;
+    /// A metadata value stored with [`ChunkSource::set_metadata`], possibly before a restart.
+    fn metadata(&self, key: &str) -> Option<String>;
+    /// Stores a metadata value durably before returning.
+    fn set_metadata(&self, key: &str, value: &str) -> Result<(), String>;
+}
+
+impl ChunkSource for ChunkRef {
+    fn id(&self) -> &str {
+        ChunkRef::id(self)
+    }
+    fn key(&self) -> &ChunkKey {
+        ChunkRef::key(self)
+    }
+    fn events(&self) -> Box<dyn Iterator<Item = (EventTime, &[u8])> + '_> {
+        Box::new(ChunkRef::events(self))
+    }
+    fn metadata(&self, key: &str) -> Option<String> {
+        ChunkRef::metadata(self, key)
+    }
+    fn set_metadata(&self, key: &str, value: &str) -> Result<(), String> {
+        ChunkRef::set_metadata(self, key, value).map_err(|e| e.to_string())
+    }
+}
+
+/// Where a non-append chunk went: the file and the identity of the inode written.
+#[derive(Debug, Serialize, Deserialize)]
+struct Written {
+    path: String,
+    dev: u64,
+    ino: u64,
+}
+
+/// The marker beside an append target while a chunk is being appended.
+#[derive(Debug, Serialize, Deserialize)]
+struct AppendMarker {
+    /// File length before this chunk's bytes.
+    offset: u64,
+    /// The bytes are all written and synced.
+    committed: bool,
+}
+
+/// Fluentd's `@type file` output as a [`ChunkSink`].
+pub struct FileOutput {
+    cfg: FileOutputConfig,
+    /// One lock per target file, so that appends to one file never interleave.
+    locks: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+    /// The newest time slice written, for `symlink_path`.
+    latest_timekey: Mutex<Option<i64>>,
+    /// Test hook: stop (as if killed) after this many more data bytes.
+    crash_after: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn io_err(op: &'static str, path: &Path, e: io::Error) -> FileOutputError {
+    FileOutputError::Io {
+        op,
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), FileOutputError> {
+    let d = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    File::open(d)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io_err("fsync directory", d, e))
+}
+
+fn parent_of(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// `mkdir -p` with `mode`, fsyncing the parent of every directory it creates.
+fn mkdir_p(dir: &Path, mode: u32) -> Result<(), FileOutputError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if d.as_os_str().is_empty() || d.exists() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        cur = d.parent();
+    }
+    for d in missing.iter().rev() {
+        match fs::DirBuilder::new().mode(mode).create(d) {
+            Ok(()) => sync_dir(&parent_of(d))?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err("create directory", d, e)),
+        }
+    }
+    Ok(())
+}
+
+impl FileOutput {
+    /// Makes the output from its configuration.
+    pub fn new(cfg: FileOutputConfig) -> Self {
+        FileOutput {
+            cfg,
+            locks: Mutex::new(HashMap::new()),
+            latest_timekey: Mutex::new(None),
+            crash_after: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FileOutputConfig {
+        &self.cfg
+    }
+
+    /// Test hook: the next write stops after `n` data bytes, leaving everything as a process
+    /// killed at that point would (no clean-up), and returns an error. Later writes are normal.
+    #[doc(hidden)]
+    pub fn crash_after_bytes(&self, n: u64) {
+        self.crash_after.store(n, Ordering::SeqCst);
+    }
+
+    /// Formats a chunk's events as the file holds them (gzip applied when configured). Events
+    /// that cannot be formatted are skipped with a warning.
+    pub fn format_chunk(&self, c: &dyn ChunkSource) -> Result<Vec<u8>, FileOutputError> {
+        let tag = c.key().tag.as_deref().unwrap_or("");
+        let mut text = Vec::new();
+        let mut injected = Vec::new();
+        let mut skipped = 0u64;
+        for (time, record) in c.events() {
+            let rec: &[u8] = match &self.cfg.inject {
+                Some(inj) => {
+                    injected.clear();
+                    if let Err(e) = inj.apply(tag, time, record, &mut injected) {
+                        skipped += 1;
+                        tracing::warn!(chunk_id = c.id(), "event skipped: {e}");
+                        continue;
+                    }
+                    &injected
+                }
+                None => record,
+            };
+            if let Err(e) = self.cfg.formatter.format(tag, time, rec, &mut text) {
+                skipped += 1;
+                tracing::warn!(chunk_id = c.id(), "event skipped: {e}");
+            }
+        }
+        if skipped > 0 {
+            tracing::warn!(
+                chunk_id = c.id(),
+                "{skipped} event(s) could not be formatted and were not written"
+            );
+        }
+        if !self.cfg.gzip || text.is_empty() {
+            return Ok(text);
+        }
+        let mut gz = GzEncoder::new(Vec::with_capacity(text.len() / 4), Compression::default());
+        gz.write_all(&text)
+            .and_then(|()| gz.finish())
+            .map_err(|e| FileOutputError::Gzip(e.to_string()))
+    }
+
+    /// The file name template filled in for a chunk (the index still unresolved), checked by
+    /// [`sanitize::check_rendered`].
+    pub fn render(&self, c: &dyn ChunkSource) -> Result<String, FileOutputError> {
+        let rendered = self.cfg.template.render(c.key(), c.id());
+        let probe = with_index(&rendered, 0);
+        sanitize::check_rendered(&self.cfg.template.source, &probe).map_err(|why| {
+            FileOutputError::UnsafePath {
+                path: probe.replace('\0', "\\0"),
+                why,
+            }
+        })?;
+        Ok(rendered)
+    }
+
+    /// Writes one chunk and returns the file written. Blocking; the [`ChunkSink`] impl calls
+    /// it off the async threads. Safe to call again for the same chunk after any failure or
+    /// crash: lines already written are not written twice.
+    pub fn write_chunk(&self, c: &dyn ChunkSource) -> Result<PathBuf, FileOutputError> {
+        let rendered = self.render(c)?;
+        let data = self.format_chunk(c)?;
+        let dir = parent_of(Path::new(&with_index(&rendered, 0)));
+        mkdir_p(&dir, self.cfg.dir_perm)?;
+        let written = if rendered.contains(INDEX_MARKER) {
+            self.write_indexed(c, &rendered, &data)?
+        } else {
+            self.write_append(c, Path::new(&rendered), &data)?
+        };
+        self.update_symlink(c, &written)?;
+        Ok(written)
+    }
+
+    /// Writes `data` to `f`, honouring the crash hook.
+    fn write_data(&self, f: &mut File, path: &Path, data: &[u8]) -> Result<(), FileOutputError> {
+        let budget = self.crash_after.load(Ordering::SeqCst);
+        if (data.len() as u64) > budget {
+            self.crash_after.store(u64::MAX, Ordering::SeqCst);
+            let part = data.get(..budget as usize).unwrap_or(data);
+            f.write_all(part).map_err(|e| io_err("write", path, e))?;
+            let _ = f.sync_all();
+            return Err(FileOutputError::SimulatedCrash);
+        }
+        if budget != u64::MAX {
+            self.crash_after
+                .store(budget - data.len() as u64, Ordering::SeqCst);
+        }
+        f.write_all(data).map_err(|e| io_err("write", path, e))?;
+        f.sync_all().map_err(|e| io_err("fsync", path, e))
+    }
+
+    /// `append false`: write the whole chunk to a temporary file beside the target, fsync it,
+    /// then give it the first free `_N` name with `link(2)` (which never replaces an existing
+    /// file), recording the name and inode in the chunk's metadata first. A retry that finds
+    /// that name holding that inode knows the chunk is already written.
+    fn write_indexed(
+        &self,
+        c: &dyn ChunkSource,
+        rendered: &str,
+        data: &[u8],
+    ) -> Result<PathBuf, FileOutputError> {
+        let dir = parent_of(Path::new(&with_index(rendered, 0)));
+        let tmp = dir.join(format!(".weir-out-file.{}.tmp", c.id()));
+        if let Some(w) = c
+            .metadata(META_WRITTEN)
+            .and_then(|m| serde_json::from_str::<Written>(&m).ok())
+        {
+            let p = PathBuf::from(&w.path);
+            if let Ok(m) = fs::symlink_metadata(&p) {
+                if m.dev() == w.dev && m.ino() == w.ino {
+                    if tmp.exists() {
+                        fs::remove_file(&tmp).map_err(|e| io_err("remove", &tmp, e))?;
+                        sync_dir(&dir)?;
+                    }
+                    return Ok(p);
+                }
+            }
+        }
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(self.cfg.file_perm)
+            .open(&tmp)
+            .map_err(|e| io_err("create", &tmp, e))?;
+        self.write_data(&mut f, &tmp, data)?;
+        let meta = f.metadata().map_err(|e| io_err("stat", &tmp, e))?;
+        drop(f);
+        let mut n = 0u64;
+        let target = loop {
+            let candidate = PathBuf::from(with_index(rendered, n));
+            // Fluentd's find_filepath_available: the first index whose file does not exist.
+            if fs::symlink_metadata(&candidate).is_ok() {
+                n += 1;
+                continue;
+            }
+            let w = Written {
+                path: candidate.to_string_lossy().into_owned(),
+                dev: meta.dev(),
+                ino: meta.ino(),
+            };
+            let json =
+                serde_json::to_string(&w).map_err(|e| FileOutputError::Metadata(e.to_string()))?;
+            c.set_metadata(META_WRITTEN, &json)
+                .map_err(FileOutputError::Metadata)?;
+            match fs::hard_link(&tmp, &candidate) {
+                Ok(()) => break candidate,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => n += 1,
+                Err(e) => return Err(io_err("link", &candidate, e)),
+            }
+        };
+        sync_dir(&dir)?;
+        fs::remove_file(&tmp).map_err(|e| io_err("remove", &tmp, e))?;
+        sync_dir(&dir)?;
+        Ok(target)
+    }
+
+    fn path_lock(&self, p: &Path) -> Arc<Mutex<()>> {
+        let mut m = lock(&self.locks);
+        Arc::clone(m.entry(p.to_path_buf()).or_default())
+    }
+
+    /// `append true`. Before appending, a marker file `.<name>.weir-append.<chunk id>` beside
+    /// the target records the file's length; it is marked committed once the bytes are synced,
+    /// the chunk's metadata then records the append as done, and the marker is removed. Any
+    /// writer that finds an uncommitted marker (its own after a crash, or another chunk's)
+    /// first cuts the file back to the recorded length: those bytes belong to a chunk that is
+    /// still in the buffer and will be written again whole.
+    fn write_append(
+        &self,
+        c: &dyn ChunkSource,
+        path: &Path,
+        data: &[u8],
+    ) -> Result<PathBuf, FileOutputError> {
+        let path_lock = self.path_lock(path);
+        let _guard = lock(&path_lock);
+        let dir = parent_of(path);
+        let name = file_name(path);
+        let prefix = format!(".{name}.weir-append.");
+        let own = dir.join(format!("{prefix}{}", c.id()));
+        let path_str = path.to_string_lossy().into_owned();
+        if c.metadata(META_APPENDED).as_deref() == Some(path_str.as_str()) {
+            if own.exists() {
+                fs::remove_file(&own).map_err(|e| io_err("remove", &own, e))?;
+                sync_dir(&dir)?;
+            }
+            return Ok(path.to_path_buf());
+        }
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(self.cfg.file_perm)
+            .open(path)
+            .map_err(|e| io_err("open", path, e))?;
+        // Markers left by interrupted appends.
+        let mut cut: Option<u64> = None;
+        let mut stale = Vec::new();
+        let entries = fs::read_dir(&dir).map_err(|e| io_err("read directory", &dir, e))?;
+        for entry in entries.flatten() {
+            let fname = entry.file_name().to_string_lossy().into_owned();
+            let Some(owner) = fname.strip_prefix(&prefix) else {
+                continue;
+            };
+            let mpath = entry.path();
+            let marker = fs::read(&mpath)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<AppendMarker>(&b).ok());
+            let Some(marker) = marker else {
+                // A marker torn by a crash while it was first written: nothing was appended
+                // under it yet.
+                stale.push(mpath);
+                continue;
+            };
+            if marker.committed {
+                if owner == c.id() {
+                    c.set_metadata(META_APPENDED, &path_str)
+                        .map_err(FileOutputError::Metadata)?;
+                    fs::remove_file(&mpath).map_err(|e| io_err("remove", &mpath, e))?;
+                    sync_dir(&dir)?;
+                    return Ok(path.to_path_buf());
+                }
+                // Another chunk's complete append; that chunk removes its marker.
+                continue;
+            }
+            cut = Some(cut.map_or(marker.offset, |o: u64| o.min(marker.offset)));
+            stale.push(mpath);
+        }
+        if let Some(offset) = cut {
+            let len = f.metadata().map_err(|e| io_err("stat", path, e))?.len();
+            if len > offset {
+                tracing::warn!(
+                    file = %path.display(),
+                    "cutting {} bytes of an interrupted append (they are written again with their chunk)",
+                    len - offset
+                );
+                f.set_len(offset).map_err(|e| io_err("truncate", path, e))?;
+                f.sync_all().map_err(|e| io_err("fsync", path, e))?;
+            }
+        }
+        if !stale.is_empty() {
+            for m in &stale {
+                fs::remove_file(m).map_err(|e| io_err("remove", m, e))?;
+            }
+            sync_dir(&dir)?;
+        }
+        if data.is_empty() {
+            return Ok(path.to_path_buf());
+        }
+        let offset = f
+            .seek(SeekFrom::End(0))
+            .map_err(|e| io_err("seek", path, e))?;
+        self.write_marker(&own, offset, false)?;
+        if let Err(e) = self.write_data(&mut f, path, data) {
+            if !matches!(e, FileOutputError::SimulatedCrash) {
+                // Best effort; a marker left behind makes the next writer cut instead.
+                if f.set_len(offset).and_then(|()| f.sync_all()).is_ok()
+                    && fs::remove_file(&own).is_ok()
+                {
+                    let _ = sync_dir(&dir);
+                }
+            }
+            return Err(e);
+        }
+        self.write_marker(&own, offset, true)?;
+        c.set_metadata(META_APPENDED, &path_str)
+            .map_err(FileOutputError::Metadata)?;
+        fs::remove_file(&own).map_err(|e| io_err("remove", &own, e))?;
+        sync_dir(&dir)?;
+        Ok(path.to_path_buf())
+    }
+
+    /// Replaces a marker atomically: write a temporary file, fsync, rename, fsync the directory.
+    fn write_marker(&self, p: &Path, offset: u64, committed: bool) -> Result<(), FileOutputError> {
+        let dir = parent_of(p);
+        let tmp = dir.join(format!(".{}.tmp", file_name(p).trim_start_matches('.')));
+        let body = serde_json::to_vec(&AppendMarker { offset, committed })
+            .map_err(|e| FileOutputError::Metadata(e.to_string()))?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| io_err("create", &tmp, e))?;
+        f.write_all(&body).map_err(|e| io_err("write", &tmp, e))?;
+        f.sync_all().map_err(|e| io_err("fsync", &tmp, e))?;
+        fs::rename(&tmp, p).map_err(|e| io_err("rename", p, e))?;
+        sync_dir(&dir)
+    }
+
+    /// `symlink_path`: point the link at the file just written when its chunk has the newest
+    /// time slice seen so far (only chunks with a time slice count, as in Fluentd).
+    fn update_symlink(&self, c: &dyn ChunkSource, target: &Path) -> Result<(), FileOutputError> {
+        let (Some(tpl), Some(tk)) = (&self.cfg.symlink_path, c.key().timekey) else {
+            return Ok(());
+        };
+        {
+            let mut latest = lock(&self.latest_timekey);
+            if latest.is_some_and(|l| tk < l) {
+                return Ok(());
+            }
+            *latest = Some(tk);
+        }
+        let link = tpl.render(c.key(), c.id());
+        sanitize::check_rendered(&tpl.source, &link).map_err(|why| {
+            FileOutputError::UnsafePath {
+                path: link.replace('\0', "\\0"),
+                why,
+            }
+        })?;
+        let link = PathBuf::from(link);
+        let dir = parent_of(&link);
+        mkdir_p(&dir, self.cfg.dir_perm)?;
+        let abs = if target.is_absolute() {
+            target.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| io_err("getcwd", target, e))?
+                .join(target)
+        };
+        let tmp = dir.join(format!(".{}.weir-link.tmp", file_name(&link)));
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&abs, &tmp).map_err(|e| io_err("symlink", &tmp, e))?;
+        fs::rename(&tmp, &link).map_err(|e| io_err("rename", &link, e))?;
+        sync_dir(&dir)
+    }
+}
+
+impl ChunkSink for FileOutput {
+    fn write<'a>(&'a self, chunk: &'a ChunkRef) -> BoxFuture<'a, Result<(), WriteError>> {
+        Box::pin(async move {
+            let run = || self.write_chunk(chunk);
+            let multi = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            let r = if multi {
+                tokio::task::block_in_place(run)
+            } else {
+                run()
+            };
+            match r {
+                Ok(p) => {
+                    tracing::debug!(chunk_id = chunk.id(), file = %p.display(), "chunk written");
+                    Ok(())
+                }
+                Err(e) if e.is_unrecoverable() => Err(WriteError::Unrecoverable(e.to_string())),
+                Err(e) => Err(WriteError::Retryable(e.to_string())),
+            }
+        })
+    }
+}
