@@ -305,10 +305,6 @@ fn tls_port_health_checks_are_quiet() {
         drop(std::net::TcpStream::connect(weir.addr()).unwrap());
     }
     std::thread::sleep(Duration::from_millis(300));
-    let warns: Vec<String> = weir
-        .stderr_lines()
-        .into_iter()
-        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-        .collect();
+    let warns = weir.warnings();
     assert!(warns.is_empty(), "{warns:?}");
 }

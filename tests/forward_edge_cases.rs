@@ -289,11 +289,7 @@ fn tcp_heartbeats_and_health_checks_are_not_errors() {
     ));
     assert_eq!(c.ack().unwrap(), "x");
     std::thread::sleep(Duration::from_millis(300));
-    let noisy: Vec<String> = weir
-        .stderr_lines()
-        .into_iter()
-        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-        .collect();
+    let noisy = weir.warnings();
     assert!(
         noisy.is_empty(),
         "heartbeats were logged as problems: {noisy:?}"
@@ -536,11 +532,7 @@ fn handshake_failures_are_answered_and_closed() {
     let _ = hb.next().unwrap();
     drop(hb);
     std::thread::sleep(Duration::from_millis(300));
-    let warns: Vec<String> = weir
-        .stderr_lines()
-        .into_iter()
-        .filter(|l| l.contains("WARN"))
-        .collect();
+    let warns = weir.warnings();
     assert_eq!(
         warns.len(),
         1,
@@ -587,11 +579,7 @@ fn client_that_sends_and_hangs_up_at_once_is_served_quietly() {
     }
     assert_eq!(weir.wait_stdout(10, Duration::from_secs(5)).len(), 10);
     std::thread::sleep(Duration::from_millis(200));
-    let warns: Vec<String> = weir
-        .stderr_lines()
-        .into_iter()
-        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-        .collect();
+    let warns = weir.warnings();
     assert!(warns.is_empty(), "{warns:?}");
 }
 

@@ -230,6 +230,14 @@ impl Weir {
         self.stderr.snapshot()
     }
 
+    /// Log lines at WARN or ERROR level so far.
+    pub fn warnings(&self) -> Vec<String> {
+        self.stderr_lines()
+            .into_iter()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .collect()
+    }
+
     /// Waits (up to `timeout`) for at least `n` stdout lines and returns them.
     pub fn wait_stdout(&self, n: usize, timeout: Duration) -> Vec<String> {
         self.stdout.wait_until(timeout, |l| l.len() >= n)
