@@ -264,7 +264,12 @@ impl FileOutputConfig {
             chunk_keys: "time".into(),
             timekey: Some(std::time::Duration::from_secs(DEFAULT_TIMEKEY_SECS)),
             memory: false,
-            path: Some(path.clone()),
+            // Fluentd's placeholder when `path` is missing, so that only out_file reports it.
+            path: Some(if path.is_empty() {
+                "/tmp/dummy_path".to_string()
+            } else {
+                path.clone()
+            }),
         };
         let empty = Element {
             name: "buffer".into(),
@@ -333,7 +338,9 @@ impl FileOutputConfig {
 
         let mut template = None;
         let mut symlink = None;
-        if let Some(b) = buffer.as_mut() {
+        // Checked only once everything else is valid: Fluentd stops at the first error, and a
+        // template check on a half-read buffer would only add noise.
+        if let (Some(b), true) = (buffer.as_mut(), errors.is_empty()) {
             let keys = &b.keys;
             let chunk_keys = ChunkKeys {
                 tag: keys.tag,
@@ -425,7 +432,14 @@ impl FileOutputConfig {
                 if errors.is_empty() {
                     errors.push(s.error(Some("path"), "'path' parameter is required"));
                 }
-                Err(errors)
+                // The buffer, formatter and inject readers may each report the same problem.
+                let mut unique: Vec<ConfigError> = Vec::with_capacity(errors.len());
+                for e in errors {
+                    if !unique.contains(&e) {
+                        unique.push(e);
+                    }
+                }
+                Err(unique)
             }
         }
     }
