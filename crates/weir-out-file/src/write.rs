@@ -162,8 +162,10 @@ impl FileOutput {
         &self.cfg
     }
 
-    /// Test hook: the next write stops after `n` data bytes, leaving everything as a process
-    /// killed at that point would (no clean-up), and returns an error. Later writes are normal.
+    /// Test hook: the next write of chunk data stops after `n` bytes (with `n` at least the
+    /// chunk's size: after all of them, before anything is committed), leaving everything as a
+    /// process killed at that point would (no clean-up), and returns an error. Later writes are
+    /// normal.
     #[doc(hidden)]
     pub fn crash_after_bytes(&self, n: u64) {
         self.crash_after.store(n, Ordering::SeqCst);
@@ -243,7 +245,7 @@ impl FileOutput {
     /// Writes `data` to `f`, honouring the crash hook.
     fn write_data(&self, f: &mut File, path: &Path, data: &[u8]) -> Result<(), FileOutputError> {
         let budget = self.crash_after.load(Ordering::SeqCst);
-        if (data.len() as u64) > budget {
+        if budget != u64::MAX && (data.len() as u64) >= budget {
             self.crash_after.store(u64::MAX, Ordering::SeqCst);
             let part = data.get(..budget as usize).unwrap_or(data);
             f.write_all(part).map_err(|e| io_err("write", path, e))?;
