@@ -541,6 +541,14 @@ impl Running {
     /// Binds every source. Nothing is served until [`Running::serve`].
     pub async fn start(plan: Plan, shutdown: CancellationToken) -> Result<Running, StartError> {
         let (pipeline, sources) = plan.into_parts();
+        // Outputs first: a buffered output recovers what the last run left before any new
+        // event arrives.
+        for output in pipeline.outputs() {
+            output.start().await.map_err(|message| StartError::Output {
+                id: output.id().to_string(),
+                message,
+            })?;
+        }
         let mut listeners = Vec::new();
         for (source, entry) in sources {
             let id = source.id.clone();
@@ -576,7 +584,11 @@ impl Running {
         for t in tasks {
             let _ = t.await;
         }
-        self.pipeline.flush();
+        // Every source has stopped and every ack owed has been sent: stop the outputs, which
+        // flush if their buffers say so and keep the rest on disk for the next start.
+        for output in self.pipeline.outputs() {
+            output.shutdown().await;
+        }
     }
 
     /// The token that stops this instance.
@@ -595,5 +607,13 @@ pub enum StartError {
         id: String,
         /// What went wrong.
         source: ListenError,
+    },
+    /// An output could not start (its buffer could not be opened, its bucket is missing).
+    #[error("output {id}: {message}")]
+    Output {
+        /// The output's id.
+        id: String,
+        /// What went wrong.
+        message: String,
     },
 }

@@ -20,6 +20,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 use weir_filter::{ErrorEvent, Filter};
 use weir_proto::{EventBatch, EventTime};
@@ -54,6 +55,8 @@ pub enum Accepted {
     /// A `copy` store with `ignore_error`: a refusal is logged under this store id and counts as
     /// accepted.
     IgnoreError(Box<Accepted>, String),
+    /// The answer comes when this future finishes (a buffered output's group commit).
+    Pending(BoxFuture<'static, Result<(), Refused>>),
 }
 
 impl Accepted {
@@ -91,6 +94,7 @@ impl Accepted {
                 }
                 first_err.map_or(Ok(()), Err)
             }
+            Accepted::Pending(fut) => fut.await,
             Accepted::IgnoreError(inner, store) => {
                 if let Err(e) = Box::pin(inner.wait()).await {
                     tracing::warn!(store = %store, error = %e, "ignore_error: a copy store refused events");
@@ -120,6 +124,19 @@ pub trait Output: Send + Sync + 'static {
     /// Writes out whatever the output holds back (SIGUSR1, shutdown). Outputs that hold nothing
     /// back do nothing.
     fn flush(&self) {}
+
+    /// Gets the output ready before any source listens: a buffered output opens its buffer
+    /// (recovering what an earlier run left) and starts delivering. `weir check` never calls
+    /// this, so checking a config touches no buffer and no remote service.
+    fn start(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Stops the output after every source has stopped: a buffered output flushes if its
+    /// `flush_at_shutdown` says so, and keeps on disk what it could not deliver.
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// How many times events may be re-emitted (by `relabel` or `rewrite_tag_filter`) on their way

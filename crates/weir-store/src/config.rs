@@ -174,7 +174,9 @@ pub struct BufferConfig {
     pub flush_thread_count: usize,
     /// `flush_thread_interval` (1 s): how often the flusher checks for chunks to enqueue.
     pub flush_thread_interval: Duration,
-    /// `flush_at_shutdown` (true for memory, false for file).
+    /// `flush_at_shutdown`: true for both buffer types. Fluentd defaults it to false for file
+    /// buffers; weir flushes them too, because an aggregator in an Auto Scaling group may be
+    /// terminated after it stops, taking its disk with it.
     pub flush_at_shutdown: bool,
     /// `delayed_commit_timeout` (60 s): how long one chunk write may take before it counts as
     /// failed.
@@ -228,7 +230,7 @@ impl BufferConfig {
             flush_interval: Duration::from_secs(60),
             flush_thread_count: 1,
             flush_thread_interval: Duration::from_secs(1),
-            flush_at_shutdown: memory,
+            flush_at_shutdown: true,
             delayed_commit_timeout: Duration::from_secs(60),
             retry: RetryParams {
                 exponential: true,

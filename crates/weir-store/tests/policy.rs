@@ -55,7 +55,10 @@ fn config_defaults_and_fluentd_rules() {
         FlushMode::Lazy,
         "default means lazy with time"
     );
-    assert!(!c.flush_at_shutdown);
+    assert!(
+        c.flush_at_shutdown,
+        "weir flushes file buffers at shutdown too (Fluentd does not)"
+    );
     assert!(c.keys.tag);
     assert_eq!(c.keys.timekey, Some(3600));
     assert_eq!(c.keys.utc_offset, 0);

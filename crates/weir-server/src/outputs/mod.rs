@@ -1,13 +1,16 @@
-//! Outputs that live inside the server crate because they need no buffer: `stdout` and `null`,
-//! and the routing outputs `copy`, `relabel` and `rewrite_tag_filter`, which hand events on
-//! through the pipeline's router.
+//! The output plugins as the pipeline sees them: `stdout` and `null`, which need no buffer; the
+//! routing outputs `copy`, `relabel` and `rewrite_tag_filter`, which hand events on through the
+//! pipeline's router; and [`BufferedOutput`], which puts a `<buffer>` in front of a chunk writer
+//! (the file and S3 outputs).
 
+mod buffered;
 mod copy;
 mod null;
 mod relabel;
 mod rewrite_tag;
 mod stdout;
 
+pub use buffered::{BufferedOutput, SinkStarter, Sinks};
 pub use copy::{CopyOutput, CopyStore};
 pub use null::NullOutput;
 pub use relabel::RelabelOutput;
