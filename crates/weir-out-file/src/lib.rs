@@ -21,7 +21,7 @@
 //!   `link(2)` gives it that name (never replacing an existing file) and the temporary name is
 //!   removed. A retry that finds the recorded name holding the recorded inode returns at once.
 //!   Readers never see a partial file under a final name.
-//! * **`append true`** (one file per slice): a marker `.<file>.weir-append.<chunk id>` records
+//! * **`append true`** (one file per slice): a marker `.weir-append.<hash of the file name>.<chunk id>` records
 //!   the file's length before the chunk's bytes; after the bytes are fsync'ed the marker is
 //!   marked committed, the chunk's metadata records the append, and the marker is removed.
 //!   Whoever next appends to that file (the same chunk retried, or another chunk) first cuts

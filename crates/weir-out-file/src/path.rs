@@ -132,6 +132,21 @@ impl PathTemplate {
     /// scanned again for placeholders. The first `_**` becomes [`INDEX_MARKER`], for
     /// [`with_index`] to replace.
     pub fn render(&self, key: &ChunkKey, chunk_id: &str) -> String {
+        let mut out = String::new();
+        for limit in [sanitize::MAX_VALUE_BYTES, 100, 50, 33] {
+            out = self.render_within(key, chunk_id, limit);
+            if out
+                .split('/')
+                .all(|c| c.len() <= sanitize::MAX_COMPONENT_BYTES)
+            {
+                break;
+            }
+        }
+        out
+    }
+
+    fn render_within(&self, key: &ChunkKey, chunk_id: &str, limit: usize) -> String {
+        let value = |v: &str| sanitize::value_within(v, limit).into_owned();
         let source = self.source.replacen(INDEX_PLACEHOLDER, INDEX_MARKER, 1);
         let text = match (self.time, key.timekey) {
             (true, Some(t)) => {
@@ -156,10 +171,10 @@ impl PathTemplate {
             let raw = &rest[at..at + 2 + close + 1];
             let next = &after[close + 1..];
             if inner == "tag" && self.tag {
-                out.push_str(&sanitize::value(tag.unwrap_or("")));
+                out.push_str(&value(tag.unwrap_or("")));
             } else if let (Some(n), true) = (tag_index(inner), self.tag) {
                 match tag.and_then(|t| weir_route::placeholder::tag_part(t, n)) {
-                    Some(part) => out.push_str(&sanitize::value(part)),
+                    Some(part) => out.push_str(&value(part)),
                     None => out.push_str(raw),
                 }
             } else if !inner.is_empty()
@@ -170,7 +185,7 @@ impl PathTemplate {
                 // Ruby's gsub with a hash: a key that is not a chunk key becomes nothing
                 // (this includes `${chunk_id}` when there are record chunk keys).
                 if let Some((_, v)) = key.variables.iter().find(|(k, _)| k == inner) {
-                    out.push_str(&sanitize::value(v));
+                    out.push_str(&value(v));
                 }
             } else if inner == "chunk_id" && !chunk_id_done {
                 chunk_id_done = true;

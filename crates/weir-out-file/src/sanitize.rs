@@ -18,7 +18,10 @@
 //! 3. A value longer than [`MAX_VALUE_BYTES`] after steps 1–2 is cut to
 //!    [`KEEP_BYTES`] bytes (at a character boundary) and ends with `~` and the 16 hex digits
 //!    of the 64-bit FNV-1a hash of the original value, so long values stay distinct and every
-//!    path component stays under the 255-byte limit of common file systems.
+//!    path component stays under the 255-byte limit of common file systems. When several
+//!    values share one path component and still pass 255 bytes together, the file output
+//!    renders the path again with smaller limits (100, 50, then 33 bytes per value,
+//!    [`value_within`]).
 //!
 //! Values that need none of this (ordinary tags such as `blog.access.123456789012.vpc-0abc`)
 //! are left byte for byte as Fluentd writes them. Escaping `%` keeps the mapping one-to-one
@@ -60,7 +63,15 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 /// Escapes one placeholder value with the rule above. Returns the value unchanged (borrowed)
 /// when nothing needed escaping.
 pub fn value(v: &str) -> Cow<'_, str> {
-    let clean = !v.starts_with('.') && v.len() <= MAX_VALUE_BYTES && !v.chars().any(needs_escape);
+    value_within(v, MAX_VALUE_BYTES)
+}
+
+/// [`value`] with another length limit (at least 33 bytes: the hash needs 17). Used when
+/// several values share one path component and together would pass 255 bytes.
+pub fn value_within(v: &str, max: usize) -> Cow<'_, str> {
+    let max = max.max(33);
+    let keep = max - 17 - (max - 17).min(3);
+    let clean = !v.starts_with('.') && v.len() <= max && !v.chars().any(needs_escape);
     if clean {
         return Cow::Borrowed(v);
     }
@@ -79,8 +90,12 @@ pub fn value(v: &str) -> Cow<'_, str> {
             out.push(c);
         }
     }
-    if out.len() > MAX_VALUE_BYTES {
-        let mut cut = KEEP_BYTES;
+    if out.len() > max {
+        let mut cut = if max == MAX_VALUE_BYTES {
+            KEEP_BYTES
+        } else {
+            keep
+        };
         while !out.is_char_boundary(cut) {
             cut -= 1;
         }

@@ -331,7 +331,8 @@ impl FileOutput {
         Arc::clone(m.entry(p.to_path_buf()).or_default())
     }
 
-    /// `append true`. Before appending, a marker file `.<name>.weir-append.<chunk id>` beside
+    /// `append true`. Before appending, a marker file `.weir-append.<hash of name>.<chunk id>`
+    /// beside
     /// the target records the file's length; it is marked committed once the bytes are synced,
     /// the chunk's metadata then records the append as done, and the marker is removed. Any
     /// writer that finds an uncommitted marker (its own after a crash, or another chunk's)
@@ -347,7 +348,8 @@ impl FileOutput {
         let _guard = lock(&path_lock);
         let dir = parent_of(path);
         let name = file_name(path);
-        let prefix = format!(".{name}.weir-append.");
+        // Named by a hash of the file name, so that a long file name still leaves room.
+        let prefix = format!(".weir-append.{:016x}.", sanitize::fnv1a64(name.as_bytes()));
         let own = dir.join(format!("{prefix}{}", c.id()));
         let path_str = path.to_string_lossy().into_owned();
         if c.metadata(META_APPENDED).as_deref() == Some(path_str.as_str()) {
@@ -491,7 +493,10 @@ impl FileOutput {
                 .map_err(|e| io_err("getcwd", target, e))?
                 .join(target)
         };
-        let tmp = dir.join(format!(".{}.weir-link.tmp", file_name(&link)));
+        let tmp = dir.join(format!(
+            ".weir-link.{:016x}.tmp",
+            sanitize::fnv1a64(file_name(&link).as_bytes())
+        ));
         let _ = fs::remove_file(&tmp);
         std::os::unix::fs::symlink(&abs, &tmp).map_err(|e| io_err("symlink", &tmp, e))?;
         fs::rename(&tmp, &link).map_err(|e| io_err("rename", &link, e))?;
