@@ -214,16 +214,12 @@ impl FileOutputConfig {
         let append = collect(&mut errors, s.boolean("append"))
             .flatten()
             .unwrap_or(false);
-        let gzip = match collect(
+        let compress = collect(
             &mut errors,
             s.enumeration("compress", &["text", "gz", "gzip"]),
         )
-        .flatten()
-        .as_deref()
-        {
-            Some("gz" | "gzip") => true,
-            _ => false,
-        };
+        .flatten();
+        let gzip = matches!(compress.as_deref(), Some("gz" | "gzip"));
         // weir always formats and then compresses, so recompress changes nothing.
         let _ = collect(&mut errors, s.boolean("recompress"));
         let symlink_path = s.string("symlink_path");

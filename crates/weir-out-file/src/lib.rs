@@ -2,8 +2,8 @@
 //! the v0.12 flat parameters), naming files exactly as Fluentd's `out_file` names them (time
 //! slice, `*`, `_N` index, `path_suffix`, `.gz`, placeholders), formatting a chunk's events,
 //! and writing them durably as a [`weir_store::ChunkSink`]. It also owns [`sanitize`], the
-//! rule that keeps tag and record values from steering a path outside its directory; the S3
-//! output uses the same rule.
+//! rule that keeps tag and record values from steering a path outside its directory, public so
+//! that the S3 output can apply it to object keys.
 //!
 //! It does not own the buffer (that is `weir-store`), the formatters (`weir-format`) or the
 //! placeholder checks (`weir-route::placeholder`).

@@ -33,7 +33,8 @@
 //! no more than 4095 bytes in all. The file output refuses a chunk whose path fails it (the chunk
 //! goes to `failed/` with an error line; nothing is written).
 //!
-//! The S3 output applies the same [`value`] function to its object keys.
+//! The S3 output should apply the same [`value`] function to its object keys (it is public
+//! for that; it does not call it yet).
 
 use std::borrow::Cow;
 

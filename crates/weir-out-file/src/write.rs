@@ -20,7 +20,8 @@ use crate::error::FileOutputError;
 use crate::path::{with_index, INDEX_MARKER};
 use crate::sanitize;
 
-/// Chunk metadata key: where a chunk was written with `append false` (JSON [`Written`]).
+/// Chunk metadata key: where a chunk was written with `append false` (JSON: `path`, `dev`,
+/// `ino` of the file).
 pub const META_WRITTEN: &str = "out_file.written";
 /// Chunk metadata key: the file a chunk was appended to, once the append is complete.
 pub const META_APPENDED: &str = "out_file.appended";

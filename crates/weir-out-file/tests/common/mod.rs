@@ -45,13 +45,11 @@ pub fn configure(body: &str) -> Result<(FileOutputConfig, BufferConfig), Vec<Con
     FileOutputConfig::from_section(&mut s)
 }
 
+/// What configuring gives.
+pub type Configured = Result<(FileOutputConfig, BufferConfig), Vec<ConfigError>>;
+
 /// Same, also returning the parameters the section never read.
-pub fn configure_unused(
-    body: &str,
-) -> (
-    Result<(FileOutputConfig, BufferConfig), Vec<ConfigError>>,
-    Vec<String>,
-) {
+pub fn configure_unused(body: &str) -> (Configured, Vec<String>) {
     let e = match_element(&format!("<match **>\n@type file\n{body}\n</match>\n"));
     let mut s = Section::new(&e, "<match **>");
     let _ = s.type_name(); // the server reads @type to pick the plugin
