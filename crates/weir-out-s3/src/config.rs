@@ -508,7 +508,9 @@ impl S3OutputConfig {
             format,
             path,
             file_extension: store_as.extension().to_string(),
-            time_slice_format,
+            time_slice_format: time_slice_format.unwrap_or_else(|| {
+                crate::key::default_time_slice_format(buffer.keys.timekey).to_string()
+            }),
             zone: zone_of(&buffer),
             index_format,
             hex_random_length: hex_random_length.clamp(1, MAX_HEX_RANDOM_LENGTH) as usize,

@@ -129,8 +129,9 @@ pub struct KeyTemplate {
     pub path: String,
     /// The extension of `store_as` (`gz`, `json`, `txt`, `zst`).
     pub file_extension: String,
-    /// `time_slice_format` as configured, or `None` to derive it from the timekey.
-    pub time_slice_format: Option<String>,
+    /// `%{time_slice}`'s format: `time_slice_format` as configured, else derived from the
+    /// buffer's timekey with [`default_time_slice_format`].
+    pub time_slice_format: String,
     /// The timekey zone (the buffer's `timekey_zone` / `timekey_use_utc`).
     pub zone: TimeZoneSpec,
     /// `index_format`.
@@ -147,13 +148,7 @@ impl KeyTemplate {
     pub fn time_slice(&self, timekey: Option<i64>) -> String {
         match timekey {
             None => String::new(),
-            Some(t) => {
-                let fmt = self
-                    .time_slice_format
-                    .as_deref()
-                    .unwrap_or_else(|| default_time_slice_format(Some(t)));
-                weir_format::strftime(fmt, event_time(t), &self.zone)
-            }
+            Some(t) => weir_format::strftime(&self.time_slice_format, event_time(t), &self.zone),
         }
     }
 
@@ -250,7 +245,7 @@ mod tests {
             format: format.to_string(),
             path: path.to_string(),
             file_extension: "gz".into(),
-            time_slice_format: None,
+            time_slice_format: "%Y%m%d".into(),
             zone: TimeZoneSpec::Utc,
             index_format: IndexFormat::default(),
             hex_random_length: 4,
@@ -287,7 +282,7 @@ mod tests {
         assert_eq!(default_time_slice_format(Some(30)), "%Y%m%d%H%M%S");
         assert_eq!(default_time_slice_format(None), "");
         let mut t = tpl("%{path}%{time_slice}_%{index}.%{file_extension}", "");
-        t.time_slice_format = Some("%Y/%m/%d/%H".into());
+        t.time_slice_format = "%Y/%m/%d/%H".into();
         assert_eq!(t.render(&input(None, Some(T)), 0, ""), "2024/03/05/07_0.gz");
     }
 
@@ -300,7 +295,7 @@ mod tests {
         let mut i = input(Some("blog.nginx.123456789012.vpc-1"), Some(T));
         i.timekey = Some(T);
         let mut t2 = t.clone();
-        t2.time_slice_format = Some("%Y%m%d%H".into());
+        t2.time_slice_format = "%Y%m%d%H".into();
         assert_eq!(
             t2.render(&i, 0, ""),
             "logs/nginx/dt=2024-03-05/hour=07/2024030507_0.gz"

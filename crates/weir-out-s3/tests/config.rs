@@ -26,6 +26,15 @@ fn defaults_are_fluent_plugin_s3s() {
     assert!(matches!(b.buffer_type, BufferType::Memory));
     assert_eq!(b.keys.timekey, Some(86400));
     assert!(!b.keys.tag);
+    assert_eq!(c.key.time_slice_format, "%Y%m%d");
+    let (c, _) = parse_config(
+        "<match **>\n @type s3\n s3_bucket b\n <buffer time>\n timekey 1h\n </buffer>\n</match>\n",
+    );
+    assert_eq!(c.key.time_slice_format, "%Y%m%d%H");
+    let (c, _) = parse_config(
+        "<match **>\n @type s3\n s3_bucket b\n <buffer time>\n timekey 5m\n </buffer>\n</match>\n",
+    );
+    assert_eq!(c.key.time_slice_format, "%Y%m%d%H%M");
 }
 
 #[test]
@@ -34,7 +43,7 @@ fn v012_time_slice_format_sets_the_timekey_without_a_buffer_section() {
         "<match **>\n @type s3\n s3_bucket b\n time_slice_format %Y%m%d%H\n</match>\n",
     );
     assert_eq!(b.keys.timekey, Some(3600));
-    assert_eq!(c.key.time_slice_format.as_deref(), Some("%Y%m%d%H"));
+    assert_eq!(c.key.time_slice_format, "%Y%m%d%H");
 }
 
 #[test]

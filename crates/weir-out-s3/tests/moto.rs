@@ -19,7 +19,7 @@ const T2: u32 = 1_709_623_200;
 
 fn athena_conf(endpoint: &str, bucket: &str, extra: &str) -> String {
     format!(
-        "<match blog.**>\n @type s3\n {}\n path logs/${{tag[1]}}/dt=%Y-%m-%d/hour=%H/\n time_slice_format %Y%m%d%H\n store_as gzip\n {extra}\n <format>\n @type json\n </format>\n <buffer tag,time>\n timekey 1h\n timekey_wait 0s\n timekey_use_utc true\n retry_wait 0.2s\n retry_randomize false\n flush_thread_interval 0.1s\n </buffer>\n</match>\n",
+        "<match blog.**>\n @type s3\n {}\n path logs/${{tag[1]}}/dt=%Y-%m-%d/hour=%H/\n time_slice_format %Y%m%d%H\n store_as gzip\n {extra}\n <format>\n @type json\n </format>\n <buffer tag,time>\n timekey 1h\n timekey_wait 0s\n timekey_use_utc true\n retry_wait 0.2\n retry_randomize false\n flush_thread_interval 0.1\n </buffer>\n</match>\n",
         conn(endpoint, bucket)
     )
 }
@@ -105,7 +105,7 @@ async fn store_as_variants_default_format_and_chunk_id_keys() {
         // fluent-plugin-s3's defaults: key %{path}%{time_slice}_%{index}.%{file_extension},
         // chunk keys `time` with a one-day timekey (time_slice %Y%m%d), format out_file.
         let conf = format!(
-            "<match **>\n @type s3\n {}\n path raw/\n store_as {store_as}\n <buffer>\n timekey_use_utc true\n timekey_wait 0s\n flush_thread_interval 0.1s\n </buffer>\n</match>\n",
+            "<match **>\n @type s3\n {}\n path raw/\n store_as {store_as}\n <buffer>\n timekey_use_utc true\n timekey_wait 0s\n flush_thread_interval 0.1\n </buffer>\n</match>\n",
             conn(&moto.endpoint(), &bucket)
         );
         let (cfg, bcfg) = parse_config(&conf);
@@ -139,7 +139,7 @@ async fn store_as_variants_default_format_and_chunk_id_keys() {
 
     // check_object false with ${chunk_id}: no HEAD probing, the chunk id in the key.
     let conf = format!(
-        "<match **>\n @type s3\n {}\n check_object false\n s3_object_key_format %{{path}}${{chunk_id}}.%{{file_extension}}\n path ids/\n <buffer>\n timekey_wait 0s\n flush_thread_interval 0.1s\n </buffer>\n</match>\n",
+        "<match **>\n @type s3\n {}\n check_object false\n s3_object_key_format %{{path}}${{chunk_id}}.%{{file_extension}}\n path ids/\n <buffer>\n timekey_wait 0s\n flush_thread_interval 0.1\n </buffer>\n</match>\n",
         conn(&moto.endpoint(), "ids")
     );
     let (cfg, bcfg) = parse_config(&conf);
@@ -353,8 +353,8 @@ async fn slow_answers_past_the_write_timeout_still_land_once() {
     let moto = Moto::start();
     let proxy = FaultProxy::start(moto.port).await;
     let conf = athena_conf(&proxy.endpoint(), "slow", "").replace(
-        "retry_wait 0.2s",
-        "retry_wait 0.2s\n delayed_commit_timeout 1s",
+        "retry_wait 0.2",
+        "retry_wait 0.2\n delayed_commit_timeout 1s",
     );
     let (cfg, bcfg) = parse_config(&conf);
     let out = Arc::new(S3Output::start(cfg).await.expect("start"));
@@ -375,6 +375,12 @@ async fn slow_answers_past_the_write_timeout_still_land_once() {
     wait_delivered(&buffer, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
+    assert_eq!(
+        proxy.count("PUT /slow/logs/s/dt%3D2024-03-05/hour%3D07/2024030507_1.gz"),
+        2,
+        "the timed-out PUT and its retry, to the same key: {:?}",
+        proxy.faults.lock().expect("faults").seen
+    );
     let keys = list_keys(&out, "slow").await;
     assert_eq!(
         keys,
@@ -390,4 +396,43 @@ async fn slow_answers_past_the_write_timeout_still_land_once() {
         expected_json(1..2, "slow")
     );
     buffer.shutdown(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_multipart_upload_is_aborted_and_the_retry_completes_once() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(moto.port).await;
+    let conf = format!(
+        "<match **>\n @type s3\n {}\n path mp/\n store_as text\n multipart_threshold 5m\n multipart_chunksize 5m\n <format>\n @type json\n </format>\n <buffer time>\n timekey 1h\n timekey_wait 0s\n timekey_use_utc true\n chunk_limit_size 64m\n retry_wait 0.2\n retry_randomize false\n flush_thread_interval 0.1\n </buffer>\n</match>\n",
+        conn(&proxy.endpoint(), "multipart")
+    );
+    let (cfg, bcfg) = parse_config(&conf);
+    let out = Arc::new(S3Output::start(cfg).await.expect("start"));
+    let (buffer, _h) = open_buffer(bcfg, out.clone());
+    // CompleteMultipartUpload (a POST with ?uploadId=) fails more often than the SDK retries.
+    proxy.fail_next_matching("POST /multipart/mp/2024030507_0.txt?uploadId=", 500, 4);
+    let msg = "z".repeat(100);
+    deliver(&buffer, "t", &batch((0..80_000).map(|s| (s, T1)), &msg)).await;
+    buffer.shutdown(true).await;
+    assert_eq!(proxy.faulted(), 4);
+    assert!(
+        proxy.count("DELETE /multipart/mp/2024030507_0.txt?x-id=AbortMultipartUpload&uploadId=")
+            >= 1,
+        "the failed upload was aborted: {:?}",
+        proxy.faults.lock().expect("faults").seen
+    );
+    assert_eq!(
+        list_keys(&out, "multipart").await,
+        vec!["mp/2024030507_0.txt"]
+    );
+    let body = get_body(&out, "multipart", "mp/2024030507_0.txt").await;
+    assert!(body == expected_json(0..80_000, &msg), "body differs");
+    let open = out
+        .client()
+        .list_multipart_uploads()
+        .bucket("multipart")
+        .send()
+        .await
+        .expect("list uploads");
+    assert!(open.uploads().is_empty(), "{:?}", open.uploads());
 }

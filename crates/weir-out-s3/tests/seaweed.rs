@@ -15,7 +15,7 @@ const T1: u32 = 1_709_622_600;
 
 fn conf(endpoint: &str, bucket: &str, extra: &str, buffer: &str) -> String {
     format!(
-        "<match **>\n @type s3\n {}\n path p/\n {extra}\n <format>\n @type json\n </format>\n <buffer time>\n timekey 1h\n timekey_wait 0s\n timekey_use_utc true\n retry_wait 0.2s\n retry_max_interval 1s\n retry_randomize false\n flush_thread_interval 0.1s\n {buffer}\n </buffer>\n</match>\n",
+        "<match **>\n @type s3\n {}\n path p/\n {extra}\n <format>\n @type json\n </format>\n <buffer time>\n timekey 1h\n timekey_wait 0s\n timekey_use_utc true\n retry_wait 0.2\n retry_max_interval 1s\n retry_randomize false\n flush_thread_interval 0.1\n {buffer}\n </buffer>\n</match>\n",
         conn(endpoint, bucket)
     )
 }
@@ -58,8 +58,8 @@ async fn put_and_multipart_pass_a_strict_server_byte_for_byte() {
     deliver(&buffer, "t", &batch((0..n).map(|s| (s, T1)), &msg)).await;
     buffer.shutdown(true).await;
     let keys = list_keys(&out, "strict").await;
-    assert_eq!(keys, vec!["p/2024030507_0.gz", "p/2024030507_1.txt"]);
-    let body = get_body(&out, "strict", "p/2024030507_1.txt").await;
+    assert_eq!(keys, vec!["p/2024030507_0.gz", "p/2024030507_0.txt"]);
+    let body = get_body(&out, "strict", "p/2024030507_0.txt").await;
     let expected = lines(0..n, &msg);
     assert!(expected.len() > 12 * 1024 * 1024, "{}", expected.len());
     assert!(
@@ -72,7 +72,7 @@ async fn put_and_multipart_pass_a_strict_server_byte_for_byte() {
         .client()
         .head_object()
         .bucket("strict")
-        .key("p/2024030507_1.txt")
+        .key("p/2024030507_0.txt")
         .send()
         .await
         .expect("head");

@@ -254,8 +254,9 @@ impl Drop for Weed {
 /// What the proxy does to the next requests.
 #[derive(Debug, Default)]
 pub struct Faults {
-    /// Answer the next `.1` requests with status `.0` (500 or 503) and an S3 error body.
-    pub status: Option<(u16, usize)>,
+    /// Answer the next `.1` requests whose request line starts with `.2` with status `.0`
+    /// (500 or 503) and an S3 error body.
+    pub status: Option<(u16, usize, String)>,
     /// Hold the next `.1` requests whose request line starts with `.2` for `.0` before
     /// forwarding them.
     pub delay: Option<(Duration, usize, String)>,
@@ -299,7 +300,18 @@ impl FaultProxy {
 
     /// Fails the next `n` requests with `status`.
     pub fn fail_next(&self, status: u16, n: usize) {
-        self.faults.lock().expect("faults").status = Some((status, n));
+        self.fail_next_matching("", status, n);
+    }
+
+    /// Fails the next `n` requests whose request line starts with `prefix` with `status`.
+    pub fn fail_next_matching(&self, prefix: &str, status: u16, n: usize) {
+        self.faults.lock().expect("faults").status = Some((status, n, prefix.to_string()));
+    }
+
+    /// How many requests seen so far have a request line starting with `prefix`.
+    pub fn count(&self, prefix: &str) -> usize {
+        let f = self.faults.lock().expect("faults");
+        f.seen.iter().filter(|l| l.starts_with(prefix)).count()
     }
 
     /// Delays the next `n` requests by `d`.
@@ -361,18 +373,22 @@ async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<O
 
 async fn serve(mut s: TcpStream, upstream: u16, f: Arc<Mutex<Faults>>) -> std::io::Result<()> {
     let mut buf = Vec::new();
-    while let Some(req) = read_request(&mut s, &mut buf).await? {
+    // One request per connection: every answer says `Connection: close`.
+    if let Some(req) = read_request(&mut s, &mut buf).await? {
         let line = String::from_utf8_lossy(&req[..find(&req, b"\r\n").unwrap_or(0)]).to_string();
         let (status, delay) = {
             let mut f = f.lock().expect("faults");
             f.seen.push(line.clone());
-            let status = match f.status {
-                Some((st, n)) if n > 0 => {
-                    f.status = if n > 1 { Some((st, n - 1)) } else { None };
+            let status = match f.status.take() {
+                Some((st, n, p)) if n > 0 && line.starts_with(&p) => {
+                    f.status = if n > 1 { Some((st, n - 1, p)) } else { None };
                     f.faulted += 1;
                     Some(st)
                 }
-                _ => None,
+                other => {
+                    f.status = other;
+                    None
+                }
             };
             let delay = match f.delay.take() {
                 Some((d, n, p)) if n > 0 && status.is_none() && line.starts_with(&p) => {
@@ -423,9 +439,19 @@ async fn serve(mut s: TcpStream, upstream: u16, f: Arc<Mutex<Faults>>) -> std::i
         up.write_all(&req[(head_end + 4).min(req.len())..]).await?;
         let mut resp = Vec::new();
         up.read_to_end(&mut resp).await?;
-        s.write_all(&resp).await?;
-        // The answer says `Connection: close`: the client opens a new connection.
-        return Ok(());
+        // Tell the client this connection ends here, whatever the server said.
+        let end = find(&resp, b"\r\n\r\n").unwrap_or(resp.len());
+        let head = String::from_utf8_lossy(&resp[..end]).to_string();
+        let mut out = String::new();
+        for l in head.split("\r\n") {
+            if !l.to_ascii_lowercase().starts_with("connection:") {
+                out.push_str(l);
+                out.push_str("\r\n");
+            }
+        }
+        out.push_str("Connection: close\r\n\r\n");
+        s.write_all(out.as_bytes()).await?;
+        s.write_all(&resp[(end + 4).min(resp.len())..]).await?;
     }
     Ok(())
 }
