@@ -116,6 +116,17 @@ fn uuid_v4() -> String {
     )
 }
 
+/// Runs blocking work (an fsync, compressing a large chunk) without stalling other tasks when
+/// the runtime has several worker threads.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -412,8 +423,7 @@ impl S3Output {
         } else {
             self.cfg.key.render(&input, 0, &uuid)
         };
-        chunk
-            .set_metadata(META_KEY, &key)
+        blocking(|| chunk.set_metadata(META_KEY, &key))
             .map_err(|e| WriteError::Retryable(format!("cannot record the object key: {e}")))?;
         if let Ok(mut r) = self.reserved.lock() {
             r.insert(key.clone());
@@ -495,7 +505,7 @@ impl S3Output {
                 "CreateMultipartUpload {key}: the answer has no upload id"
             )));
         };
-        if let Err(e) = chunk.set_metadata(META_UPLOAD_ID, &upload_id) {
+        if let Err(e) = blocking(|| chunk.set_metadata(META_UPLOAD_ID, &upload_id)) {
             tracing::warn!(output = %c.name, "cannot record the multipart upload id: {e}");
         }
         let result = self.upload_parts(key, &upload_id, Bytes::from(body)).await;
@@ -570,16 +580,21 @@ impl S3Output {
     /// multipart upload.
     pub async fn write_chunk(&self, chunk: &ChunkRef) -> Result<(), WriteError> {
         let key = self.key_for(chunk).await?;
-        let body = chunk_body(&self.cfg, chunk)?;
+        let body = blocking(|| chunk_body(&self.cfg, chunk))?;
         let size = body.len();
-        if size as u64 >= self.cfg.multipart_threshold {
-            self.multipart(chunk, &key, body).await?;
+        let result = if size as u64 >= self.cfg.multipart_threshold {
+            self.multipart(chunk, &key, body).await
         } else {
-            self.put(&key, body).await?;
+            self.put(&key, body).await
+        };
+        // A chunk that will be retried keeps its key reserved; a delivered one, or one that
+        // goes to the secondary or failed/, frees it.
+        if !matches!(result, Err(WriteError::Retryable(_))) {
+            if let Ok(mut r) = self.reserved.lock() {
+                r.remove(&key);
+            }
         }
-        if let Ok(mut r) = self.reserved.lock() {
-            r.remove(&key);
-        }
+        result?;
         tracing::debug!(output = %self.cfg.name, chunk_id = %chunk.id(), bytes = size, "wrote s3://{}/{key}", self.cfg.s3_bucket);
         if let (Some(d), Some(t)) = (self.cfg.warn_for_delay, chunk.key().timekey) {
             if t < unix_now() - d.as_secs() as i64 {
