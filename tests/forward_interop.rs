@@ -195,7 +195,9 @@ fn shared_key_right_key_is_accepted_wrong_key_is_refused() {
     for library in ["fluent-logger", "@fluent-org/logger"] {
         let weir = Weir::start("shared-key", &SECURE_CONFIG.replace("{user_auth}", "false"));
         let sent = events(3, "secure");
-        let mut spec = node_spec(&weir, library, "PackedForward", true, &sent);
+        // After its handshake the npm fluent-logger reads acks racily (see the TLS test).
+        let ack = library == "@fluent-org/logger";
+        let mut spec = node_spec(&weir, library, "PackedForward", ack, &sent);
         spec["security"] = json!({"clientHostname": "client.test", "sharedKey": "s3cr3t"});
         let (ok, out) = node_send(spec.clone());
         assert!(ok, "{library} with the right key failed:\n{out}");
@@ -264,9 +266,13 @@ fn tls_with_both_node_clients() {
     );
     let weir = Weir::start("tls", &config);
     let mut all = Vec::new();
-    for (library, mode) in [
-        ("fluent-logger", "CompressedPackedForward"),
-        ("@fluent-org/logger", "PackedForward"),
+    // npm fluent-logger 3.4.1 registers its ack listener only in the write callback, after the
+    // socket is already flowing; over TLS weir's ack can arrive first, and the client drops it
+    // and times out (then resends: duplicates, not loss). So it runs over TLS without acks, and
+    // @fluent-org/logger, which listens before it writes, covers TLS with acks.
+    for (library, mode, ack) in [
+        ("fluent-logger", "CompressedPackedForward", false),
+        ("@fluent-org/logger", "PackedForward", true),
     ] {
         let label = if library == "fluent-logger" {
             "tls_a"
@@ -274,7 +280,7 @@ fn tls_with_both_node_clients() {
             "tls_b"
         };
         let sent = events(3, label);
-        let mut spec = node_spec(&weir, library, mode, true, &sent);
+        let mut spec = node_spec(&weir, library, mode, ack, &sent);
         spec["tls"] = json!({"ca": cert.display().to_string()});
         spec["security"] = json!({"clientHostname": "client.test", "sharedKey": "tls-key"});
         let (ok, out) = node_send(spec);

@@ -109,13 +109,17 @@ struct Lines {
 }
 
 impl Lines {
-    fn collect(self: &Arc<Self>, pipe: impl std::io::Read + Send + 'static, echo: bool) {
+    fn collect(
+        self: &Arc<Self>,
+        pipe: impl std::io::Read + Send + 'static,
+        echo: Option<&'static str>,
+    ) {
         let me = Arc::clone(self);
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines() {
                 let Ok(line) = line else { break };
-                if echo {
-                    eprintln!("[weir] {line}");
+                if let Some(prefix) = echo {
+                    eprintln!("[{prefix}] {line}");
                 }
                 let mut lines = me.lines.lock().unwrap_or_else(|e| e.into_inner());
                 lines.push(line);
@@ -184,10 +188,14 @@ impl Weir {
             .expect("starting weir");
         let stdout = Arc::new(Lines::default());
         let stderr = Arc::new(Lines::default());
-        stdout.collect(child.stdout.take().expect("stdout pipe"), false);
+        let echo = std::env::var_os("WEIR_TEST_ECHO").is_some();
+        stdout.collect(
+            child.stdout.take().expect("stdout pipe"),
+            echo.then_some("weir stdout"),
+        );
         stderr.collect(
             child.stderr.take().expect("stderr pipe"),
-            std::env::var_os("WEIR_TEST_ECHO").is_some(),
+            echo.then_some("weir"),
         );
         let weir = Weir {
             child,
@@ -295,8 +303,8 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> (bool, String, 
         .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
     let out = Arc::new(Lines::default());
     let err = Arc::new(Lines::default());
-    out.collect(child.stdout.take().expect("stdout"), false);
-    err.collect(child.stderr.take().expect("stderr"), false);
+    out.collect(child.stdout.take().expect("stdout"), None);
+    err.collect(child.stderr.take().expect("stderr"), None);
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Ok(Some(s)) = child.try_wait() {

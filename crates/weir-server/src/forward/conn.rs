@@ -300,6 +300,7 @@ fn handle_frame(
         Request::KeepAlive => return Ok(None),
         Request::Events(r) => r,
     };
+    tracing::trace!(%peer, tag = %request.tag, events = request.events.len(), ack = request.chunk.is_some(), "request");
     if request.invalid_events > 0 {
         ForwardStats::add(&stats.invalid_events, request.invalid_events as u64);
         tracing::warn!(%peer, tag = %request.tag, skipped = request.invalid_events, "skipped invalid events");
