@@ -13,10 +13,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use weir_config::{ConfigError, Element, Section};
 use weir_route::PatternSet;
+use weir_store::ChunkSink;
 
 use crate::forward::{BoundForward, ForwardConfig, ForwardListener, ListenError};
 use crate::outputs::{
-    CopyOutput, CopyStore, NullOutput, RelabelOutput, RewriteTagOutput, StdoutOutput,
+    BufferedOutput, CopyOutput, CopyStore, NullOutput, RelabelOutput, RewriteTagOutput,
+    SinkStarter, Sinks, StdoutOutput,
 };
 use crate::pipeline::{Label, LabelId, Output, Pipeline, Step};
 
@@ -88,7 +90,7 @@ impl Plan {
 }
 
 /// The output types weir supports.
-const OUTPUT_TYPES: &str = "stdout, null, copy, relabel, rewrite_tag_filter";
+const OUTPUT_TYPES: &str = "file, stdout, null, copy, relabel, rewrite_tag_filter";
 
 /// Collects errors, warnings, labels and outputs while the config is read.
 struct Builder {
@@ -197,6 +199,24 @@ impl Builder {
                 self.no_buffer(s, "stdout");
                 let _ = writeln!(desc, "{id} (stdout) [{line}]");
                 Arc::new(StdoutOutput::new(id))
+            }
+            "file" => {
+                let (config, buffer) = match weir_out_file::FileOutputConfig::from_section(s) {
+                    Ok(c) => c,
+                    Err(mut e) => {
+                        self.errors.append(&mut e);
+                        return None;
+                    }
+                };
+                let _ = writeln!(desc, "{id} (file {}) [{line}]", config.path);
+                let sink: Arc<dyn ChunkSink> = Arc::new(weir_out_file::FileOutput::new(config));
+                let starter: SinkStarter = Box::new(move || {
+                    Box::pin(std::future::ready(Ok(Sinks {
+                        primary: sink,
+                        secondary: None,
+                    })))
+                });
+                Arc::new(BufferedOutput::new(id, buffer, starter))
             }
             "null" => {
                 self.no_buffer(s, "null");
