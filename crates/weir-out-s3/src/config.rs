@@ -504,6 +504,13 @@ impl S3OutputConfig {
                 "No ${{chunk_id}}, %{{uuid_flush}} or %{{hex_random}} in s3_object_key_format with multiple flush threads. weir reserves each key it chooses, but a chunk recovered after a restart may race a new one; add ${{chunk_id}} to be safe"
             );
         }
+        let full = format.replace("%{path}", &path);
+        if (full.contains("${tag}") || full.contains("${tag[")) && !buffer.keys.tag {
+            tracing::warn!(
+                output = %name,
+                "s3_object_key_format/path has tag placeholders, but chunk key 'tag' is not configured: they stay as written in the key (add tag to <buffer>)"
+            );
+        }
         let key = KeyTemplate {
             format,
             path,
