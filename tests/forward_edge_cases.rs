@@ -6,12 +6,11 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use weir_e2e::Weir;
+use bytes::Bytes;
+use weir_e2e::{record, with_chunk, RawClient, Weir};
 use weir_proto::{
-    encode_forward, encode_message, encode_packed, encode_packed_blob, json_to_msgpack, key_digest,
-    parse_ack, Compression, EncodeOptions, EventTime, FrameDecoder, FrameLimits, Helo, Ping, Pong,
-    TimeFormat,
+    encode_forward, encode_message, encode_packed, encode_packed_blob, key_digest, Compression,
+    EncodeOptions, EventTime, Helo, Ping, Pong, TimeFormat,
 };
 
 fn config(extra: &str) -> String {
@@ -30,77 +29,6 @@ fn config(extra: &str) -> String {
     )
 }
 
-fn record(json: &str) -> Vec<u8> {
-    let v: serde_json::Value = serde_json::from_str(json).unwrap();
-    let mut out = Vec::new();
-    json_to_msgpack(&v, &mut out);
-    out
-}
-
-fn with_chunk(chunk: &str) -> EncodeOptions {
-    EncodeOptions {
-        chunk: Some(Bytes::copy_from_slice(chunk.as_bytes())),
-        ..EncodeOptions::default()
-    }
-}
-
-/// A raw forward connection.
-struct Raw {
-    s: TcpStream,
-    buf: BytesMut,
-    dec: FrameDecoder,
-}
-
-impl Raw {
-    fn connect(weir: &Weir) -> Raw {
-        let s = TcpStream::connect(weir.addr()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        Raw {
-            s,
-            buf: BytesMut::new(),
-            dec: FrameDecoder::new(FrameLimits {
-                chunk_size_limit: 1 << 20,
-                max_depth: 16,
-            }),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.s.write_all(bytes).unwrap();
-    }
-
-    /// The next msgpack value from the server, or None when it closed the connection.
-    fn next(&mut self) -> Option<Bytes> {
-        loop {
-            if let Some(f) = self.dec.next_frame(&mut self.buf).unwrap() {
-                return Some(f);
-            }
-            let mut chunk = [0u8; 4096];
-            match self.s.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
-                Err(e) => panic!("reading from weir: {e}"),
-            }
-        }
-    }
-
-    fn ack(&mut self) -> Option<Bytes> {
-        self.next().map(|f| parse_ack(&f).unwrap())
-    }
-
-    /// True when the server closes the connection within `timeout` without sending anything.
-    fn closed_within(&mut self, timeout: Duration) -> bool {
-        self.s.set_read_timeout(Some(timeout)).unwrap();
-        let mut b = [0u8; 64];
-        match self.s.read(&mut b) {
-            Ok(0) => true,
-            Ok(n) => panic!("expected a close, got {n} bytes: {:02x?}", &b[..n]),
-            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
-        }
-    }
-}
-
 const T: EventTime = EventTime {
     sec: 1_700_000_000,
     nsec: 123_456_789,
@@ -109,12 +37,12 @@ const T: EventTime = EventTime {
 #[test]
 fn malformed_request_closes_only_that_connection() {
     let weir = Weir::start("malformed", &config(""));
-    let mut good = Raw::connect(&weir);
+    let mut good = RawClient::connect(&weir);
     let rec = record(r#"{"k":"v"}"#);
     good.send(&encode_message("app.a", T, &rec, &with_chunk("one")));
     assert_eq!(good.ack().unwrap(), "one");
 
-    let mut bad = Raw::connect(&weir);
+    let mut bad = RawClient::connect(&weir);
     bad.send(&[0x93, 0xa3, b'a', b'p', b'p', 0xc1, 0x00]);
     assert!(bad.closed_within(Duration::from_secs(5)));
     let line = weir
@@ -133,7 +61,7 @@ fn malformed_request_closes_only_that_connection() {
 #[test]
 fn oversized_declared_length_is_refused_before_buffering() {
     let weir = Weir::start("oversized", &config("chunk_size_limit 1k"));
-    let mut c = Raw::connect(&weir);
+    let mut c = RawClient::connect(&weir);
     // [tag, bin32 declaring 100 MB ...]: only the header is sent.
     let mut head = vec![0x93, 0xa3, b'a', b'p', b'p', 0xc6];
     head.extend_from_slice(&100_000_000u32.to_be_bytes());
@@ -143,7 +71,7 @@ fn oversized_declared_length_is_refused_before_buffering() {
     assert!(line.is_some(), "log:\n{}", weir.stderr_lines().join("\n"));
 
     // A request under the limit still goes through on a new connection.
-    let mut ok = Raw::connect(&weir);
+    let mut ok = RawClient::connect(&weir);
     ok.send(&encode_message(
         "app",
         T,
@@ -159,7 +87,7 @@ fn decompression_bomb_is_refused_without_ack() {
     // 4 MiB of entries compressed to a few kilobytes.
     let rec = record(&format!(r#"{{"pad":"{}"}}"#, "0".repeat(4000)));
     let entries: Vec<(EventTime, &[u8])> = (0..1000).map(|_| (T, rec.as_slice())).collect();
-    let mut c = Raw::connect(&weir);
+    let mut c = RawClient::connect(&weir);
     c.send(&encode_packed(
         "app",
         &entries,
@@ -188,7 +116,7 @@ fn gzip_with_several_members_is_accepted() {
         gz.write_all(&entry).unwrap();
         blob.extend_from_slice(&gz.finish().unwrap());
     }
-    let mut c = Raw::connect(&weir);
+    let mut c = RawClient::connect(&weir);
     c.send(&encode_packed_blob(
         "app",
         &blob,
@@ -230,7 +158,7 @@ fn forward_with_invalid_entry() -> Vec<u8> {
 #[test]
 fn invalid_events_are_skipped_and_the_rest_acked() {
     let weir = Weir::start("skip-invalid", &config(""));
-    let mut c = Raw::connect(&weir);
+    let mut c = RawClient::connect(&weir);
     c.send(&forward_with_invalid_entry());
     assert_eq!(c.ack().unwrap(), "inv");
     assert_eq!(weir.wait_stdout(2, Duration::from_secs(5)).len(), 2);
@@ -242,7 +170,7 @@ fn invalid_events_are_skipped_and_the_rest_acked() {
 #[test]
 fn invalid_events_refuse_the_request_when_skipping_is_off() {
     let weir = Weir::start("no-skip-invalid", &config("skip_invalid_event false"));
-    let mut c = Raw::connect(&weir);
+    let mut c = RawClient::connect(&weir);
     c.send(&forward_with_invalid_entry());
     assert!(c.next().is_none(), "no ack when the request is refused");
     std::thread::sleep(Duration::from_millis(200));
@@ -252,7 +180,7 @@ fn invalid_events_refuse_the_request_when_skipping_is_off() {
 #[test]
 fn json_requests_are_refused_with_a_reason() {
     let weir = Weir::start("json", &config(""));
-    let mut c = Raw::connect(&weir);
+    let mut c = RawClient::connect(&weir);
     c.send(br#"["app", 1700000000, {"a": 1}]"#);
     assert!(c.closed_within(Duration::from_secs(5)));
     assert!(weir.wait_log("JSON", Duration::from_secs(5)).is_some());
@@ -279,7 +207,7 @@ fn tcp_heartbeats_and_health_checks_are_not_errors() {
         drop(TcpStream::connect(weir.addr()).unwrap());
     }
     // A keep-alive nil on a live connection is ignored.
-    let mut c = Raw::connect(&weir);
+    let mut c = RawClient::connect(&weir);
     c.send(&[0xc0]);
     c.send(&encode_message(
         "app",
@@ -299,7 +227,7 @@ fn tcp_heartbeats_and_health_checks_are_not_errors() {
 #[test]
 fn stalled_request_is_closed_after_read_timeout() {
     let weir = Weir::start("read-timeout", &config("read_timeout 1s"));
-    let mut c = Raw::connect(&weir);
+    let mut c = RawClient::connect(&weir);
     let full = encode_message("app", T, &record(r#"{"a":1}"#), &with_chunk("x"));
     c.send(&full[..full.len() / 2]);
     let started = Instant::now();
@@ -313,7 +241,7 @@ fn stalled_request_is_closed_after_read_timeout() {
 #[test]
 fn acks_echo_every_token_form_in_request_order() {
     let weir = Weir::start("ack-order", &config(""));
-    let mut c = Raw::connect(&weir);
+    let mut c = RawClient::connect(&weir);
     let rec = record(r#"{"a":1}"#);
     // Fluentd (Base64 + newline), Fluent Bit < 5.0.9 (32 hex), Fluent Bit >= 5.0.9 (Base64).
     let tokens: Vec<String> = (0..60)
@@ -345,7 +273,7 @@ fn acks_echo_every_token_form_in_request_order() {
 #[test]
 fn requests_split_at_every_byte_are_reassembled() {
     let weir = Weir::start("split", &config(""));
-    let mut c = Raw::connect(&weir);
+    let mut c = RawClient::connect(&weir);
     c.s.set_nodelay(true).unwrap();
     let rec = record(r#"{"msg":"split me"}"#);
     let bytes = encode_packed(
@@ -364,7 +292,7 @@ fn requests_split_at_every_byte_are_reassembled() {
 #[test]
 fn metrics_and_traces_are_acked_and_dropped() {
     let weir = Weir::start("signals", &config(""));
-    let mut c = Raw::connect(&weir);
+    let mut c = RawClient::connect(&weir);
     // [tag, bin(opaque), {"fluent_signal": 1, "chunk": "m"}]
     let mut req = vec![0x93, 0xa3, b'm', b'e', b't', 0xc4, 0x03, 1, 2, 3, 0x82];
     req.extend_from_slice(&[0xad]);
@@ -388,7 +316,7 @@ fn metrics_and_traces_are_acked_and_dropped() {
 #[test]
 fn fluent_bit_metadata_wrapped_entries() {
     let weir = Weir::start("fluent-bit", &config(""));
-    let mut c = Raw::connect(&weir);
+    let mut c = RawClient::connect(&weir);
     let rec = record(r#"{"k":"v"}"#);
     let opts = EncodeOptions {
         chunk: Some(Bytes::from_static(b"0123456789abcdef0123456789abcdef")),
@@ -406,7 +334,7 @@ fn fluent_bit_metadata_wrapped_entries() {
 #[test]
 fn time_zero_becomes_the_receive_time() {
     let weir = Weir::start("time-zero", &config(""));
-    let mut c = Raw::connect(&weir);
+    let mut c = RawClient::connect(&weir);
     let before = chrono::Utc::now().timestamp();
     c.send(&encode_message(
         "app",
@@ -426,7 +354,7 @@ fn tag_rewrites_and_source_address() {
         "tag-prefix",
         &config("add_tag_prefix edge\n  source_address_key client_ip"),
     );
-    let mut c = Raw::connect(&weir);
+    let mut c = RawClient::connect(&weir);
     c.send(&encode_message(
         "app.x",
         T,
@@ -445,10 +373,10 @@ fn tag_rewrites_and_source_address() {
 #[test]
 fn connection_cap_holds_extra_connections_in_the_queue() {
     let weir = Weir::start("max-conn", &config("max_connections 2"));
-    let first = Raw::connect(&weir);
-    let _second = Raw::connect(&weir);
+    let first = RawClient::connect(&weir);
+    let _second = RawClient::connect(&weir);
     std::thread::sleep(Duration::from_millis(200));
-    let mut third = Raw::connect(&weir);
+    let mut third = RawClient::connect(&weir);
     third.send(&encode_message(
         "app",
         T,
@@ -478,7 +406,7 @@ const SECURE: &str =
 #[test]
 fn handshake_with_fluent_bit_style_binary_salt() {
     let weir = Weir::start("fb-salt", &config(SECURE));
-    let mut c = Raw::connect(&weir);
+    let mut c = RawClient::connect(&weir);
     let helo = Helo::parse(&c.next().unwrap()).unwrap();
     assert_eq!(helo.nonce.len(), 16);
     let salt: Vec<u8> = (0xf0..=0xff).collect();
@@ -514,7 +442,7 @@ fn handshake_with_fluent_bit_style_binary_salt() {
 fn handshake_failures_are_answered_and_closed() {
     let weir = Weir::start("bad-ping", &config(SECURE));
     // Data instead of a PING.
-    let mut c = Raw::connect(&weir);
+    let mut c = RawClient::connect(&weir);
     let _helo = c.next().unwrap();
     c.send(&encode_message(
         "app",
@@ -528,7 +456,7 @@ fn handshake_failures_are_answered_and_closed() {
     }
     assert!(c.next().is_none());
     // A heartbeat: HELO, then the client hangs up. Not an error.
-    let mut hb = Raw::connect(&weir);
+    let mut hb = RawClient::connect(&weir);
     let _ = hb.next().unwrap();
     drop(hb);
     std::thread::sleep(Duration::from_millis(300));
@@ -544,7 +472,7 @@ fn handshake_failures_are_answered_and_closed() {
 #[test]
 fn sigterm_finishes_requests_in_progress_and_sends_their_acks() {
     let mut weir = Weir::start("sigterm", &config(""));
-    let mut c = Raw::connect(&weir);
+    let mut c = RawClient::connect(&weir);
     let rec = record(r#"{"a":1}"#);
     c.send(&encode_message("app", T, &rec, &with_chunk("before")));
     assert_eq!(c.ack().unwrap(), "before");
@@ -568,7 +496,7 @@ fn sigterm_finishes_requests_in_progress_and_sends_their_acks() {
 fn client_that_sends_and_hangs_up_at_once_is_served_quietly() {
     let weir = Weir::start("send-and-close", &config(""));
     for i in 0..10 {
-        let mut c = Raw::connect(&weir);
+        let mut c = RawClient::connect(&weir);
         c.send(&encode_message(
             "app",
             T,
@@ -620,7 +548,7 @@ fn client_that_never_reads_its_acks_costs_bounded_memory() {
         rss < 100 * 1024,
         "weir holds {rss} KiB for a client that does not read its acks"
     );
-    let mut other = Raw::connect(&weir);
+    let mut other = RawClient::connect(&weir);
     other.send(&encode_message(
         "other",
         T,

@@ -2,13 +2,16 @@
 //! it prints, find the Python and Node clients that `make test` installs, make scratch
 //! directories and TLS certificates.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use weir_proto::{json_to_msgpack, parse_ack, EncodeOptions, FrameDecoder, FrameLimits};
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -152,6 +155,37 @@ impl Lines {
     }
 }
 
+type Spawned = (Child, Arc<Lines>, Arc<Lines>);
+
+/// Starts `weir run` on the `weir.conf` in `dir`, collecting its stdout and stderr.
+fn spawn(dir: &Scratch) -> Spawned {
+    let mut child = Command::new(weir_bin())
+        .args(["run", "-c"])
+        .arg(dir.path().join("weir.conf"))
+        .env(
+            "WEIR_LOG",
+            std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .env("TZ", "UTC")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting weir");
+    let stdout = Arc::new(Lines::default());
+    let stderr = Arc::new(Lines::default());
+    let echo = std::env::var_os("WEIR_TEST_ECHO").is_some();
+    stdout.collect(
+        child.stdout.take().expect("stdout pipe"),
+        echo.then_some("weir stdout"),
+    );
+    stderr.collect(
+        child.stderr.take().expect("stderr pipe"),
+        echo.then_some("weir"),
+    );
+    (child, stdout, stderr)
+}
+
 /// A running `weir run` process, killed when dropped.
 pub struct Weir {
     child: Child,
@@ -172,31 +206,8 @@ impl Weir {
         let text = config
             .replace("{port}", &port.to_string())
             .replace("{dir}", &dir.path().display().to_string());
-        let conf = dir.write("weir.conf", text);
-        let mut child = Command::new(weir_bin())
-            .args(["run", "-c"])
-            .arg(&conf)
-            .env(
-                "WEIR_LOG",
-                std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .env("TZ", "UTC")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting weir");
-        let stdout = Arc::new(Lines::default());
-        let stderr = Arc::new(Lines::default());
-        let echo = std::env::var_os("WEIR_TEST_ECHO").is_some();
-        stdout.collect(
-            child.stdout.take().expect("stdout pipe"),
-            echo.then_some("weir stdout"),
-        );
-        stderr.collect(
-            child.stderr.take().expect("stderr pipe"),
-            echo.then_some("weir"),
-        );
+        dir.write("weir.conf", text);
+        let (child, stdout, stderr) = spawn(&dir);
         let weir = Weir {
             child,
             stdout,
@@ -206,6 +217,22 @@ impl Weir {
         };
         weir.wait_for_port();
         weir
+    }
+
+    /// Kills the process with SIGKILL (no chance to flush or clean up) and waits for it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts weir again on the same config, port and directory (after [`Weir::kill9`] or an
+    /// exit), with fresh output collectors.
+    pub fn respawn(&mut self) {
+        let (child, stdout, stderr) = spawn(&self.dir);
+        self.child = child;
+        self.stdout = stdout;
+        self.stderr = stderr;
+        self.wait_for_port();
     }
 
     fn wait_for_port(&self) {
@@ -374,5 +401,115 @@ pub fn test_pki(dir: &Scratch) -> TestPki {
         server_key: dir.write("server.key", server_key.serialize_pem()),
         client_cert: dir.write("client.crt", client.pem()),
         client_key: dir.write("client.key", client_key.serialize_pem()),
+    }
+}
+
+/// A record as msgpack, from JSON text.
+pub fn record(json: &str) -> Vec<u8> {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    let mut out = Vec::new();
+    json_to_msgpack(&v, &mut out);
+    out
+}
+
+/// Encoding options that ask for an ack with this chunk id.
+pub fn with_chunk(chunk: &str) -> EncodeOptions {
+    EncodeOptions {
+        chunk: Some(Bytes::copy_from_slice(chunk.as_bytes())),
+        ..EncodeOptions::default()
+    }
+}
+
+/// A forward connection over a plain socket, for tests that send hand-made bytes.
+pub struct RawClient {
+    /// The socket.
+    pub s: TcpStream,
+    buf: BytesMut,
+    dec: FrameDecoder,
+}
+
+impl RawClient {
+    /// Connects to `weir`.
+    pub fn connect(weir: &Weir) -> RawClient {
+        let s = TcpStream::connect(weir.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        RawClient {
+            s,
+            buf: BytesMut::new(),
+            dec: FrameDecoder::new(FrameLimits {
+                chunk_size_limit: 1 << 20,
+                max_depth: 16,
+            }),
+        }
+    }
+
+    /// Connects to a port on 127.0.0.1; None if nothing listens.
+    pub fn connect_port(port: u16) -> Option<RawClient> {
+        let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        Some(RawClient {
+            s,
+            buf: BytesMut::new(),
+            dec: FrameDecoder::new(FrameLimits {
+                chunk_size_limit: 1 << 20,
+                max_depth: 16,
+            }),
+        })
+    }
+
+    /// Writes bytes; false if the connection is broken.
+    pub fn try_send(&mut self, bytes: &[u8]) -> bool {
+        self.s.write_all(bytes).is_ok()
+    }
+
+    /// The next ack's chunk id; None when the connection closed or broke.
+    pub fn try_ack(&mut self) -> Option<Bytes> {
+        loop {
+            if let Ok(Some(f)) = self.dec.next_frame(&mut self.buf) {
+                return parse_ack(&f).ok();
+            }
+            let mut chunk = [0u8; 4096];
+            match self.s.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Writes bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).unwrap();
+    }
+
+    /// The next msgpack value from the server, or None when it closed the connection.
+    pub fn next(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(f) = self.dec.next_frame(&mut self.buf).unwrap() {
+                return Some(f);
+            }
+            let mut chunk = [0u8; 4096];
+            match self.s.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("reading from weir: {e}"),
+            }
+        }
+    }
+
+    /// The next ack's chunk id, or None when the server closed the connection.
+    pub fn ack(&mut self) -> Option<Bytes> {
+        self.next().map(|f| parse_ack(&f).unwrap())
+    }
+
+    /// True when the server closes the connection within `timeout` without sending anything.
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        self.s.set_read_timeout(Some(timeout)).unwrap();
+        let mut b = [0u8; 64];
+        match self.s.read(&mut b) {
+            Ok(0) => true,
+            Ok(n) => panic!("expected a close, got {n} bytes: {:02x?}", &b[..n]),
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
     }
 }

@@ -1,0 +1,123 @@
+//! Ack means durable, checked with the real process: forwarders send events with acks over
+//! several connections, weir is killed with SIGKILL at random moments, restarted, and in the
+//! end every event that was acknowledged is in the output files. Events whose requests were
+//! never acknowledged may or may not be there (the forwarder would send them again).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use weir_e2e::{record, with_chunk, RawClient, Weir};
+use weir_proto::{encode_forward, EventTime};
+
+const CONFIG: &str = r#"
+<source>
+  @type forward
+  bind 127.0.0.1
+  port {port}
+</source>
+<match crash.**>
+  @type file
+  path {dir}/out/${tag}
+  append true
+  <format>
+    @type ltsv
+  </format>
+  <buffer tag>
+    @type file
+    path {dir}/buffer
+    flush_mode interval
+    flush_interval 1h
+  </buffer>
+</match>
+"#;
+
+/// One forwarder connection: sends batches of 20 events with acks until told to stop or the
+/// connection breaks, and records the ids of every event whose batch was acked.
+fn forwarder(
+    weir_port: u16,
+    conn: usize,
+    round: usize,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<HashSet<String>>>,
+) {
+    let Some(mut c) = RawClient::connect_port(weir_port) else {
+        return;
+    };
+    let mut seq = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        let ids: Vec<String> = (0..20)
+            .map(|i| format!("r{round}c{conn}s{}", seq + i))
+            .collect();
+        let records: Vec<Vec<u8>> = ids
+            .iter()
+            .map(|id| record(&format!(r#"{{"id":"{id}"}}"#)))
+            .collect();
+        let entries: Vec<(EventTime, &[u8])> = records
+            .iter()
+            .map(|r| (EventTime::new(1_700_000_000, 0), r.as_slice()))
+            .collect();
+        let chunk = format!("r{round}c{conn}b{seq}");
+        if !c.try_send(&encode_forward("crash.test", &entries, &with_chunk(&chunk))) {
+            return;
+        }
+        match c.try_ack() {
+            Some(a) if a == chunk.as_bytes() => {
+                acked.lock().unwrap().extend(ids);
+            }
+            _ => return,
+        }
+        seq += 20;
+    }
+}
+
+#[test]
+fn acked_events_survive_kill_9_and_restarts() {
+    let mut weir = Weir::start("crash", CONFIG);
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    // A fixed sequence of kill delays stands in for randomness, so a failure can be replayed.
+    for (round, delay_ms) in [350u64, 120, 600, 240].into_iter().enumerate() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads: Vec<_> = (0..4)
+            .map(|conn| {
+                let (stop, acked, port) = (Arc::clone(&stop), Arc::clone(&acked), weir.port);
+                std::thread::spawn(move || forwarder(port, conn, round, stop, acked))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        weir.kill9();
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            t.join().unwrap();
+        }
+        weir.respawn();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 100,
+        "the test should ack a fair number of events: {}",
+        acked.len()
+    );
+
+    // Deliver everything: SIGTERM flushes the buffers at shutdown.
+    weir.signal("TERM");
+    assert!(weir
+        .wait_exit(Duration::from_secs(60))
+        .is_some_and(|s| s.success()));
+    let out = std::fs::read_to_string(weir.dir.path().join("out/crash.test.log"))
+        .expect("the output file exists");
+    let delivered: HashSet<String> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("id:"))
+        .map(str::to_string)
+        .collect();
+    let missing: Vec<&String> = acked.iter().filter(|id| !delivered.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acked events were lost, e.g. {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
