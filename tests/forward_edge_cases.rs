@@ -94,7 +94,7 @@ fn decompression_bomb_is_refused_without_ack() {
         Compression::Gzip,
         &with_chunk("bomb"),
     ));
-    assert!(c.next().is_none(), "no ack for a refused request");
+    assert!(c.next_message().is_none(), "no ack for a refused request");
     assert!(weir
         .wait_log("decompress", Duration::from_secs(5))
         .is_some());
@@ -172,7 +172,7 @@ fn invalid_events_refuse_the_request_when_skipping_is_off() {
     let weir = Weir::start("no-skip-invalid", &config("skip_invalid_event false"));
     let mut c = RawClient::connect(&weir);
     c.send(&forward_with_invalid_entry());
-    assert!(c.next().is_none(), "no ack when the request is refused");
+    assert!(c.next_message().is_none(), "no ack when the request is refused");
     std::thread::sleep(Duration::from_millis(200));
     assert!(weir.stdout_lines().is_empty());
 }
@@ -407,7 +407,7 @@ const SECURE: &str =
 fn handshake_with_fluent_bit_style_binary_salt() {
     let weir = Weir::start("fb-salt", &config(SECURE));
     let mut c = RawClient::connect(&weir);
-    let helo = Helo::parse(&c.next().unwrap()).unwrap();
+    let helo = Helo::parse(&c.next_message().unwrap()).unwrap();
     assert_eq!(helo.nonce.len(), 16);
     let salt: Vec<u8> = (0xf0..=0xff).collect();
     let ping = Ping {
@@ -418,7 +418,7 @@ fn handshake_with_fluent_bit_style_binary_salt() {
         password_digest: Bytes::new(),
     };
     c.send(&ping.encode());
-    match Pong::parse(&c.next().unwrap()).unwrap() {
+    match Pong::parse(&c.next_message().unwrap()).unwrap() {
         Pong::Accepted {
             server_hostname,
             digest,
@@ -443,21 +443,21 @@ fn handshake_failures_are_answered_and_closed() {
     let weir = Weir::start("bad-ping", &config(SECURE));
     // Data instead of a PING.
     let mut c = RawClient::connect(&weir);
-    let _helo = c.next().unwrap();
+    let _helo = c.next_message().unwrap();
     c.send(&encode_message(
         "app",
         T,
         &record(r#"{"a":1}"#),
         &with_chunk("h"),
     ));
-    match Pong::parse(&c.next().unwrap()).unwrap() {
+    match Pong::parse(&c.next_message().unwrap()).unwrap() {
         Pong::Rejected { .. } => {}
         other => panic!("expected a rejection, got {other:?}"),
     }
-    assert!(c.next().is_none());
+    assert!(c.next_message().is_none());
     // A heartbeat: HELO, then the client hangs up. Not an error.
     let mut hb = RawClient::connect(&weir);
-    let _ = hb.next().unwrap();
+    let _ = hb.next_message().unwrap();
     drop(hb);
     std::thread::sleep(Duration::from_millis(300));
     let warns = weir.warnings();
@@ -484,7 +484,7 @@ fn sigterm_finishes_requests_in_progress_and_sends_their_acks() {
     std::thread::sleep(Duration::from_millis(200));
     c.send(&req[5..]);
     assert_eq!(c.ack().unwrap(), "during");
-    assert!(c.next().is_none(), "then the connection closes");
+    assert!(c.next_message().is_none(), "then the connection closes");
     let status = weir.wait_exit(Duration::from_secs(15)).expect("weir exits");
     assert!(status.success());
     assert_eq!(weir.stdout_lines().len(), 2);

@@ -482,7 +482,7 @@ impl RawClient {
     }
 
     /// The next msgpack value from the server, or None when it closed the connection.
-    pub fn next(&mut self) -> Option<Bytes> {
+    pub fn next_message(&mut self) -> Option<Bytes> {
         loop {
             if let Some(f) = self.dec.next_frame(&mut self.buf).unwrap() {
                 return Some(f);
@@ -499,7 +499,7 @@ impl RawClient {
 
     /// The next ack's chunk id, or None when the server closed the connection.
     pub fn ack(&mut self) -> Option<Bytes> {
-        self.next().map(|f| parse_ack(&f).unwrap())
+        self.next_message().map(|f| parse_ack(&f).unwrap())
     }
 
     /// True when the server closes the connection within `timeout` without sending anything.
