@@ -436,3 +436,40 @@ async fn a_failed_multipart_upload_is_aborted_and_the_retry_completes_once() {
         .expect("list uploads");
     assert!(open.uploads().is_empty(), "{:?}", open.uploads());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_without_index_is_refused_when_taken_unless_overwrite() {
+    let moto = Moto::start();
+    let conf = |bucket: &str, extra: &str| {
+        format!(
+            "<match **>\n @type s3\n {}\n path fixed\n s3_object_key_format %{{path}}.%{{file_extension}}\n store_as json\n {extra}\n <format>\n @type json\n </format>\n <buffer>\n timekey_wait 0s\n retry_wait 0.2\n flush_thread_interval 0.1\n </buffer>\n</match>\n",
+            conn(&moto.endpoint(), bucket)
+        )
+    };
+    // Without overwrite the second chunk fails as unrecoverable (fluent-plugin-s3's
+    // "duplicated path is generated"); the first object is untouched.
+    let (cfg, bcfg) = parse_config(&conf("dup", ""));
+    let out = Arc::new(S3Output::start(cfg).await.expect("start"));
+    let (buffer, _h) = open_buffer(bcfg, out.clone());
+    deliver(&buffer, "t", &batch([(1, T1)], "first")).await;
+    deliver(&buffer, "t", &batch([(2, T1)], "second")).await;
+    assert_eq!(list_keys(&out, "dup").await, vec!["fixed.json"]);
+    assert_eq!(
+        get_body(&out, "dup", "fixed.json").await,
+        expected_json(1..2, "first")
+    );
+    buffer.shutdown(true).await;
+
+    // With overwrite the second chunk replaces it.
+    let (cfg, bcfg) = parse_config(&conf("dup2", "overwrite true"));
+    let out = Arc::new(S3Output::start(cfg).await.expect("start"));
+    let (buffer, _h) = open_buffer(bcfg, out.clone());
+    deliver(&buffer, "t", &batch([(1, T1)], "first")).await;
+    deliver(&buffer, "t", &batch([(2, T1)], "second")).await;
+    assert_eq!(list_keys(&out, "dup2").await, vec!["fixed.json"]);
+    assert_eq!(
+        get_body(&out, "dup2", "fixed.json").await,
+        expected_json(2..3, "second")
+    );
+    buffer.shutdown(true).await;
+}
