@@ -1,23 +1,12 @@
 //! Routing end to end: real forward requests into weir with filters, labels, copy, relabel and
 //! rewrite_tag_filter, asserting the exact records weir prints and that acks wait for them.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::process::Command;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use weir_e2e::Weir;
-use weir_proto::{
-    encode_forward, json_to_msgpack, parse_ack, EncodeOptions, EventTime, FrameDecoder,
-    FrameLimits, TimeFormat,
-};
-
-fn record(json: &str) -> Vec<u8> {
-    let v: serde_json::Value = serde_json::from_str(json).unwrap();
-    let mut out = Vec::new();
-    json_to_msgpack(&v, &mut out);
-    out
-}
+use serde_json::json;
+use weir_e2e::{python, record, run_with_timeout, with_chunk, RawClient, Weir};
+use weir_proto::{encode_forward, EventTime};
 
 /// Sends one Forward-mode request with an ack and waits for the ack.
 fn send(weir: &Weir, tag: &str, records: &[&str]) {
@@ -26,39 +15,20 @@ fn send(weir: &Weir, tag: &str, records: &[&str]) {
         .map(|r| (EventTime::new(1_700_000_000, 0), record(r)))
         .collect();
     let refs: Vec<(EventTime, &[u8])> = entries.iter().map(|(t, r)| (*t, r.as_slice())).collect();
-    let opts = EncodeOptions {
-        chunk: Some(Bytes::from_static(b"c1")),
-        time_format: TimeFormat::EventTime,
-        ..EncodeOptions::default()
-    };
-    let bytes = encode_forward(tag, &refs, &opts);
-    let mut s = TcpStream::connect(weir.addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&bytes).unwrap();
-    let mut dec = FrameDecoder::new(FrameLimits {
-        chunk_size_limit: 1 << 20,
-        max_depth: 16,
-    });
-    let mut buf = BytesMut::new();
-    loop {
-        if let Some(f) = dec.next_frame(&mut buf).unwrap() {
-            assert_eq!(parse_ack(&f).unwrap().as_ref(), b"c1");
-            return;
-        }
-        let mut chunk = [0u8; 1024];
-        let n = s.read(&mut chunk).unwrap();
-        assert!(n > 0, "weir closed the connection without an ack");
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    let mut c = RawClient::connect(weir);
+    c.send(&encode_forward(tag, &refs, &with_chunk("c1")));
+    assert_eq!(
+        c.ack().expect("weir closed the connection without an ack"),
+        "c1"
+    );
 }
 
 const TIME: &str = "2023-11-14 22:13:20.000000000 +0000";
 
-#[test]
-fn split_by_rewrite_tag_filter_and_alert_through_copy_and_label() {
-    let weir = Weir::start(
-        "routing_split",
-        r#"
+/// One stream carrying access, error and application logs, split by `rewrite_tag_filter` into
+/// three tags; error and application logs also go to an alert pipeline through `copy` and
+/// `@label`, where only errors pass and get an alert tag.
+const SPLIT_CONFIG: &str = r#"
 <source>
   @type forward
   bind 127.0.0.1
@@ -112,22 +82,19 @@ fn split_by_rewrite_tag_filter_and_alert_through_copy_and_label() {
     @type stdout
   </match>
 </label>
-"#,
-    );
-    send(
-        &weir,
-        "blog.web",
-        &[
-            r#"{"kind":"access","path":"/index"}"#,
-            r#"{"kind":"access","path":"/health"}"#,
-            r#"{"kind":"error","level":"ERROR","msg":"boom"}"#,
-            r#"{"kind":"app","level":"info","msg":"started"}"#,
-            r#"{"kind":"debug","msg":"dropped: no rule"}"#,
-        ],
-    );
-    // The ack came after every output accepted, so the lines are already printed.
-    let mut lines = weir.wait_stdout(4, Duration::from_secs(10));
-    lines.sort();
+"#;
+
+/// What the split config receives under the tag `blog.web`.
+const SPLIT_RECORDS: &[&str] = &[
+    r#"{"kind":"access","path":"/index"}"#,
+    r#"{"kind":"access","path":"/health"}"#,
+    r#"{"kind":"error","level":"ERROR","msg":"boom"}"#,
+    r#"{"kind":"app","level":"info","msg":"started"}"#,
+    r#"{"kind":"debug","msg":"dropped: no rule"}"#,
+];
+
+/// What weir prints for [`SPLIT_RECORDS`], sorted.
+fn split_expected() -> Vec<String> {
     let mut expected = vec![
         format!(r#"{TIME} access.web: {{"kind":"access","path":"/index"}}"#),
         format!(r#"{TIME} error.web: {{"kind":"error","level":"ERROR","msg":"boom"}}"#),
@@ -137,9 +104,44 @@ fn split_by_rewrite_tag_filter_and_alert_through_copy_and_label() {
         ),
     ];
     expected.sort();
+    expected
+}
+
+#[test]
+fn split_by_rewrite_tag_filter_and_alert_through_copy_and_label() {
+    let weir = Weir::start("routing_split", SPLIT_CONFIG);
+    send(&weir, "blog.web", SPLIT_RECORDS);
+    // The ack came after every output accepted, so the lines are already printed.
+    let mut lines = weir.wait_stdout(4, Duration::from_secs(10));
+    lines.sort();
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(weir.stdout_lines().len(), 4, "{:?}", weir.stdout_lines());
-    assert_eq!(lines, expected);
+    assert_eq!(lines, split_expected());
+}
+
+#[test]
+fn split_and_alert_with_the_python_fluent_logger() {
+    let weir = Weir::start("routing_split_py", SPLIT_CONFIG);
+    let events: Vec<serde_json::Value> = SPLIT_RECORDS
+        .iter()
+        .map(|r| {
+            json!({"label": "web", "sec": 1_700_000_000u64, "nsec": 0,
+                   "record": serde_json::from_str::<serde_json::Value>(r).unwrap()})
+        })
+        .collect();
+    let spec = json!({"host": "127.0.0.1", "port": weir.port, "tag_prefix": "blog", "nanosecond": true, "events": events});
+    let (ok, out, err) = run_with_timeout(
+        Command::new(python())
+            .arg(weir_e2e::root().join("tests/clients/py_send.py"))
+            .arg(spec.to_string()),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "python client failed:\n{out}\n{err}");
+    let mut lines = weir.wait_stdout(4, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(weir.stdout_lines().len(), 4, "{:?}", weir.stdout_lines());
+    lines.sort();
+    assert_eq!(lines, split_expected());
 }
 
 #[test]
