@@ -172,7 +172,10 @@ fn invalid_events_refuse_the_request_when_skipping_is_off() {
     let weir = Weir::start("no-skip-invalid", &config("skip_invalid_event false"));
     let mut c = RawClient::connect(&weir);
     c.send(&forward_with_invalid_entry());
-    assert!(c.next_message().is_none(), "no ack when the request is refused");
+    assert!(
+        c.next_message().is_none(),
+        "no ack when the request is refused"
+    );
     std::thread::sleep(Duration::from_millis(200));
     assert!(weir.stdout_lines().is_empty());
 }
