@@ -90,7 +90,11 @@ fn assert_heartbeat(weir: &Weir) {
     let (n, _) = sock
         .recv_from(&mut buf)
         .expect("weir answers UDP heartbeats while it refuses data");
-    assert_eq!((n, buf[0]), (1, 0), "a heartbeat is answered with one zero byte");
+    assert_eq!(
+        (n, buf[0]),
+        (1, 0),
+        "a heartbeat is answered with one zero byte"
+    );
 }
 
 /// Opens a new TCP connection and sends a keep-alive (`nil`): weir must accept the connection
@@ -253,7 +257,7 @@ const DISK_FULL_CONFIG: &str = r#"
 </source>
 <match limits.**>
   @type file
-  path {dir}/out/${tag}
+  path {out}/${tag}
   append true
   <format>
     @type ltsv
@@ -263,20 +267,34 @@ const DISK_FULL_CONFIG: &str = r#"
     path {tmpfs}/buf
     flush_mode interval
     flush_interval 1h
+    {extra}
   </buffer>
 </match>
 "#;
 
+/// One staged chunk grows until the disk is full; the output is fine.
 #[test]
 fn disk_full_refuses_without_ack_and_resumes_when_space_returns() {
+    disk_full_case("bl-disk-full", false);
+}
+
+/// Small chunks are sealed and new ones created (sidecar, rename, directory fsync) while the
+/// disk fills, and the output cannot deliver, so queued chunks stay on the tmpfs too.
+#[test]
+fn disk_full_with_rotating_chunks_and_a_stuck_output() {
+    disk_full_case("bl-disk-full-rotate", true);
+}
+
+fn disk_full_case(name: &str, rotate: bool) {
     // Declared first, dropped last: the mount point outlives the mount, which outlives weir.
-    let mount_root = Scratch::new("bl-tmpfs");
+    let mount_root = Scratch::new(&format!("{name}-tmpfs"));
     let fs_dir = mount_root.path().join("fs");
     let _mount = match TmpfsMount::mount(&fs_dir, "2m") {
         Ok(m) => m,
         Err(why) => {
             if std::env::var("WEIR_SKIP_TMPFS").as_deref() == Ok("1") {
-                eprintln!("skipped: cannot mount tmpfs: {why}");
+                // Straight to the process's stderr, so the test harness does not hide it.
+                let _ = writeln!(std::io::stderr(), "skipped: cannot mount tmpfs: {why}");
                 return;
             }
             panic!(
@@ -288,8 +306,20 @@ fn disk_full_refuses_without_ack_and_resumes_when_space_returns() {
     let filler = fs_dir.join("filler");
     std::fs::write(&filler, vec![0u8; 1536 * 1024]).unwrap();
 
-    let config = DISK_FULL_CONFIG.replace("{tmpfs}", &fs_dir.display().to_string());
-    let mut weir = Weir::start("bl-disk-full", &config);
+    let blocked = Blocked::new(&format!("{name}-out"));
+    if !rotate {
+        blocked.unblock();
+    }
+    let (extra, retry) = if rotate {
+        ("chunk_limit_size 32k", "retry_type periodic")
+    } else {
+        ("", "")
+    };
+    let config = DISK_FULL_CONFIG
+        .replace("{tmpfs}", &fs_dir.display().to_string())
+        .replace("{out}", &blocked.out().display().to_string())
+        .replace("{extra}", &format!("{extra}\n    {retry}"));
+    let mut weir = Weir::start(name, &config);
     let mut acked: HashSet<String> = HashSet::new();
     let mut resent: HashSet<String> = HashSet::new();
 
@@ -319,15 +349,22 @@ fn disk_full_refuses_without_ack_and_resumes_when_space_returns() {
     let line = weir
         .wait_log("no ack sent", Duration::from_secs(10))
         .expect("weir logs the refusal");
+    eprintln!("disk full after {} acked events: {line}", acked.len());
     let lower = line.to_lowercase();
     assert!(
         lower.contains("disk full") || lower.contains("no space"),
         "the refusal should say the disk is full: {line}"
     );
 
-    // Still alive and serving while the disk is full.
+    // Still alive and serving while the disk is full, and still refusing what does not fit.
     assert_heartbeat(&weir);
     assert_accepts_connections(&weir);
+    let mut c = RawClient::connect(&weir);
+    assert_eq!(
+        send_and_wait(&mut c, &refused),
+        Answer::Closed,
+        "while the disk is still full the same request is refused again"
+    );
 
     // Space returns: weir takes data again without a restart. The refused batch is sent again,
     // as a forwarder would.
@@ -352,8 +389,11 @@ fn disk_full_refuses_without_ack_and_resumes_when_space_returns() {
     }
     drop(c);
 
+    if rotate {
+        blocked.unblock();
+    }
     stop(&mut weir);
-    let out = delivered(&weir.dir.path().join("out"));
+    let out = delivered(&blocked.out());
     assert_delivered(&out, &acked, &resent);
 }
 
@@ -454,7 +494,10 @@ fn overflow_throw_exception_refuses_and_stays_bounded() {
         Answer::Closed,
         "a request over total_limit_size is refused: no ack, connection closed"
     );
-    assert!(!acked.is_empty(), "batches are acked until the buffer is full");
+    assert!(
+        !acked.is_empty(),
+        "batches are acked until the buffer is full"
+    );
     let line = weir
         .wait_log("no ack sent", Duration::from_secs(10))
         .expect("weir logs the refusal");
@@ -485,6 +528,10 @@ fn overflow_throw_exception_refuses_and_stays_bounded() {
         tries += 1;
         max_rss = max_rss.max(rss_kib(pid));
     }
+    eprintln!(
+        "throw_exception: {} acked, {tries} refused tries, max RSS {max_rss} KiB; {line}",
+        acked.len()
+    );
     assert!(tries > 3, "the sender should get several tries in: {tries}");
     assert!(
         max_rss < RSS_CAP_KIB,
@@ -553,7 +600,11 @@ impl Pipelined {
     fn ack(&mut self, timeout: Duration) -> Result<Option<String>, String> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(f) = self.dec.next_frame(&mut self.buf).map_err(|e| e.to_string())? {
+            if let Some(f) = self
+                .dec
+                .next_frame(&mut self.buf)
+                .map_err(|e| e.to_string())?
+            {
                 let chunk = parse_ack(&f).map_err(|e| format!("not an ack: {e:?}"))?;
                 return Ok(Some(String::from_utf8_lossy(&chunk).into_owned()));
             }
@@ -592,13 +643,16 @@ fn overflow_block_holds_acks_until_delivery_frees_room() {
     let pid = weir.pid();
     let mut acked: HashSet<String> = HashSet::new();
 
-    // Acked batches one at a time until one gets no ack within 3 s.
+    // Acked batches one at a time until one gets no ack within 5 s.
     let mut p = Pipelined::connect(&weir);
     let mut stalled_at = None;
     for i in 0..500 {
         let b = batch(&format!("b{i}"), 20, 120);
-        assert!(p.write(Some(b), Duration::from_secs(10)), "batch {i} written");
-        match p.ack(Duration::from_secs(3)) {
+        assert!(
+            p.write(Some(b), Duration::from_secs(10)),
+            "batch {i} written"
+        );
+        match p.ack(Duration::from_secs(5)) {
             Ok(Some(chunk)) => {
                 let b = p.sent.remove(0);
                 assert_eq!(chunk, b.chunk, "acks come in request order");
@@ -639,14 +693,17 @@ fn overflow_block_holds_acks_until_delivery_frees_room() {
             blocked_writes = true;
             break;
         }
-        if n % 64 == 0 {
-            max_rss = max_rss.max(rss_kib(pid));
-        }
+        max_rss = max_rss.max(rss_kib(pid));
     }
     assert!(
         blocked_writes,
         "the sender's writes should block while weir holds acks back ({n} requests written \
          in 30 s, RSS {max_rss} KiB)"
+    );
+    eprintln!(
+        "block: stalled at batch {stalled_at}, {n} more written in {:?} before a write blocked, {} unsent, RSS {max_rss} KiB",
+        start.elapsed(),
+        p.unsent.len()
     );
     // Held there for a few seconds: no ack, no close, bounded memory.
     for round in 0..4 {
@@ -677,6 +734,7 @@ fn overflow_block_holds_acks_until_delivery_frees_room() {
         "the rest of the request cut off by the blocked write is taken once there is room"
     );
     let waiting = p.sent.len();
+    let t = Instant::now();
     assert!(
         waiting > 1,
         "batch {stalled_at} and those behind it wait for acks"
@@ -697,9 +755,15 @@ fn overflow_block_holds_acks_until_delivery_frees_room() {
         }
     }
     drop(p);
+    eprintln!(
+        "block: {waiting} held acks arrived in {:?}; {} acked events",
+        t.elapsed(),
+        acked.len()
+    );
 
     stop(&mut weir);
     let out = delivered(&blocked.out());
+    eprintln!("block: delivered {}", out.len());
     assert_delivered(&out, &acked, &HashSet::new());
 }
 
@@ -756,7 +820,10 @@ fn overflow_drop_oldest_chunk_keeps_acking_and_warns_per_dropped_chunk() {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.contains(&id))
             .collect();
-        assert!(left.is_empty(), "dropped chunk {id} still has files: {left:?}");
+        assert!(
+            left.is_empty(),
+            "dropped chunk {id} still has files: {left:?}"
+        );
     }
 
     // Once the output works, shutdown delivers what was not dropped: the newest events, and
@@ -765,8 +832,18 @@ fn overflow_drop_oldest_chunk_keeps_acking_and_warns_per_dropped_chunk() {
     stop(&mut weir);
     let out = delivered(&blocked.out());
     for id in &last {
-        assert!(out.contains_key(id), "the newest batch is kept: {id} missing");
+        assert!(
+            out.contains_key(id),
+            "the newest batch is kept: {id} missing"
+        );
     }
+    eprintln!(
+        "drop: {} acked, {} delivered, {dropped_records} dropped in {} chunks; e.g. {}",
+        acked.len(),
+        out.len(),
+        drops.len(),
+        drops[0]
+    );
     let doubled: Vec<_> = out.iter().filter(|(_, n)| **n > 1).collect();
     assert!(doubled.is_empty(), "events delivered twice: {doubled:?}");
     let unknown: Vec<_> = out.keys().filter(|id| !acked.contains(*id)).collect();
