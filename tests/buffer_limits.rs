@@ -401,6 +401,9 @@ fn disk_full_case(name: &str, rotate: bool) {
 // Overflow actions
 // ---------------------------------------------------------------------------------------------
 
+/// Chunks of 16k under a 64k limit, so a few requests fill the buffer. Retries are periodic
+/// (every second): SIGUSR1 does not cut a retry wait short (as in Fluentd), and an exponential
+/// backoff would make the wait after the output is fixed grow with the time spent blocked.
 const OVERFLOW_CONFIG: &str = r#"
 <source>
   @type forward
@@ -726,7 +729,8 @@ fn overflow_block_holds_acks_until_delivery_frees_room() {
         "no connection is closed with overflow_action block: {closes:?}"
     );
 
-    // The output works again: delivery frees room, the held requests are committed and acked.
+    // The output works again: delivery frees room (at the next retry, within a second), the
+    // held requests are committed and acked; SIGUSR1 queues the last staged chunk too.
     blocked.unblock();
     weir.signal("USR1");
     assert!(
