@@ -877,10 +877,6 @@ fn field(line: &str, name: &str) -> Option<String> {
 /// behavior to shutdown Fluentd"). Acked events stay in the file buffer and are delivered after
 /// a restart.
 #[test]
-#[ignore = "server bug: on SIGTERM, Running::serve (weir-server/src/app.rs) waits for every \
-            connection to drain before calling Output::shutdown, but a commit blocked by \
-            overflow_action block is only woken by Buffer::shutdown (or by delivery), so a \
-            stuck output makes every shutdown wait the whole --drain-timeout (30 s)"]
 fn overflow_block_sigterm_refuses_held_requests_promptly() {
     let blocked = Blocked::new("bl-block-term-out");
     let mut weir = start_overflow("bl-block-term", "block", &blocked);

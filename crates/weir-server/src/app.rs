@@ -597,6 +597,16 @@ impl Running {
     /// Serves until the shutdown token fires, then drains connections (at most `drain`) and
     /// flushes the outputs.
     pub async fn serve(self, drain: Duration) {
+        // The moment shutdown begins, outputs stop holding requests back, so that connections
+        // waiting on a full buffer are answered and the drain below can finish.
+        let pipeline = Arc::clone(&self.pipeline);
+        let token = self.shutdown.clone();
+        tokio::spawn(async move {
+            token.cancelled().await;
+            for output in pipeline.outputs() {
+                output.begin_shutdown();
+            }
+        });
         let mut tasks = Vec::new();
         for l in self.listeners {
             tasks.push(tokio::spawn(l.run(drain)));

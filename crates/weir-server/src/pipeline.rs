@@ -132,6 +132,11 @@ pub trait Output: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(())))
     }
 
+    /// Called as soon as weir starts shutting down, before the sources drain: an output that
+    /// holds requests back (a full buffer with `overflow_action block`) stops waiting for room
+    /// so those connections can be answered and closed.
+    fn begin_shutdown(&self) {}
+
     /// Stops the output after every source has stopped: a buffered output flushes if its
     /// `flush_at_shutdown` says so, and keeps on disk what it could not deliver.
     fn shutdown(&self) -> BoxFuture<'_, ()> {

@@ -10,9 +10,11 @@
 //! outputs and must not open buffers or call remote services.
 
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use weir_proto::EventBatch;
 use weir_store::{spawn_flusher, Buffer, BufferConfig, ChunkSink, StoreError};
 
@@ -34,12 +36,18 @@ struct Started {
     flusher: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// How long a commit may still take once shutdown has begun. A commit waiting for its fsync
+/// finishes well within this; one blocked for room (`overflow_action block`) is refused after
+/// it, so shutdown does not wait for a buffer that cannot drain.
+const SHUTDOWN_COMMIT_GRACE: Duration = Duration::from_secs(2);
+
 /// An output plugin with a `<buffer>`.
 pub struct BufferedOutput {
     id: String,
     config: BufferConfig,
     starter: Mutex<Option<SinkStarter>>,
     started: OnceLock<Started>,
+    stopping: CancellationToken,
 }
 
 impl BufferedOutput {
@@ -51,6 +59,7 @@ impl BufferedOutput {
             config,
             starter: Mutex::new(Some(starter)),
             started: OnceLock::new(),
+            stopping: CancellationToken::new(),
         }
     }
 
@@ -80,8 +89,22 @@ impl Output for BufferedOutput {
     fn emit(&self, tag: &str, events: &EventBatch) -> Accepted {
         match self.started.get() {
             Some(s) => {
-                let commit = s.buffer.append(tag, events);
-                Accepted::Pending(Box::pin(async move { commit.await.map_err(refused) }))
+                let mut commit = s.buffer.append(tag, events);
+                let stopping = self.stopping.clone();
+                Accepted::Pending(Box::pin(async move {
+                    tokio::select! {
+                        biased;
+                        r = &mut commit => return r.map_err(refused),
+                        _ = stopping.cancelled() => {}
+                    }
+                    // Shutting down: an fsync in progress still completes; an append blocked
+                    // for room is refused (no ack: the forwarder sends it again, here after a
+                    // restart or to its standby).
+                    match tokio::time::timeout(SHUTDOWN_COMMIT_GRACE, commit).await {
+                        Ok(r) => r.map_err(refused),
+                        Err(_) => Err(Refused::ShuttingDown),
+                    }
+                }))
             }
             None => Accepted::Now(Err(Refused::Output(format!(
                 "output {} is not started",
@@ -141,8 +164,13 @@ impl Output for BufferedOutput {
         })
     }
 
+    fn begin_shutdown(&self) {
+        self.stopping.cancel();
+    }
+
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
+            self.stopping.cancel();
             let Some(s) = self.started.get() else { return };
             s.buffer.shutdown(self.config.flush_at_shutdown).await;
             let flusher = s.flusher.lock().ok().and_then(|mut f| f.take());
