@@ -20,6 +20,11 @@ pub enum FileOutputError {
     /// The chunk's metadata could not be stored (retryable).
     #[error("chunk metadata: {0}")]
     Metadata(String),
+    /// The chunk's events could not be read back from the buffer (an I/O error or damage).
+    /// Nothing of the chunk is left under a final name; the buffer keeps the chunk (in
+    /// `failed/` when the damage is in its data).
+    #[error("reading the chunk: {0}")]
+    Read(String),
     /// Compression failed (retryable).
     #[error("gzip: {0}")]
     Gzip(String),

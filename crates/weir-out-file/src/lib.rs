@@ -55,4 +55,6 @@ mod write;
 
 pub use config::{FileOutputConfig, DEFAULT_TIMEKEY_SECS};
 pub use error::FileOutputError;
-pub use write::{ChunkSource, FileOutput, META_APPENDED, META_WRITTEN};
+pub use write::{
+    ChunkSource, EventStream, FileOutput, IterEvents, META_APPENDED, META_WRITTEN, WRITE_BUFFER,
+};

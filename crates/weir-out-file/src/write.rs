@@ -26,15 +26,53 @@ pub const META_WRITTEN: &str = "out_file.written";
 /// Chunk metadata key: the file a chunk was appended to, once the append is complete.
 pub const META_APPENDED: &str = "out_file.appended";
 
-/// What an output needs from a chunk. [`ChunkRef`] implements it; tests implement it to
-/// replay a chunk after a simulated crash.
+/// A chunk's events, read one at a time (a lending iterator: each record borrows the stream
+/// until the next call), so that a writer never needs the whole chunk in memory.
+pub trait EventStream {
+    /// The next event: its time and its record (one msgpack map); `None` after the last one.
+    /// An error means the chunk could not be read back.
+    fn next_event(&mut self) -> Result<Option<(EventTime, &[u8])>, String>;
+}
+
+impl EventStream for weir_store::ChunkEvents<'_> {
+    fn next_event(&mut self) -> Result<Option<(EventTime, &[u8])>, String> {
+        weir_store::ChunkEvents::next_event(self).map_err(|e| e.to_string())
+    }
+}
+
+/// An [`EventStream`] over any iterator of events held in memory (for tests and small
+/// sources).
+#[derive(Debug)]
+pub struct IterEvents<'a, I> {
+    iter: I,
+    _records: std::marker::PhantomData<&'a [u8]>,
+}
+
+impl<'a, I: Iterator<Item = (EventTime, &'a [u8])>> IterEvents<'a, I> {
+    /// Wraps an iterator of events.
+    pub fn new(iter: I) -> Self {
+        IterEvents {
+            iter,
+            _records: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'a, I: Iterator<Item = (EventTime, &'a [u8])>> EventStream for IterEvents<'a, I> {
+    fn next_event(&mut self) -> Result<Option<(EventTime, &[u8])>, String> {
+        Ok(self.iter.next())
+    }
+}
+
+/// What an output needs from a chunk. [`ChunkRef`] implements it with the store's streaming
+/// reader; tests implement it to replay a chunk after a simulated crash.
 pub trait ChunkSource {
     /// The chunk id (unique, stable across restarts).
     fn id(&self) -> &str;
     /// The chunk key: tag, time slice, record-key values.
     fn key(&self) -> &ChunkKey;
-    /// The events in order: time and one msgpack map each.
-    fn events(&self) -> Box<dyn Iterator<Item = (EventTime, &[u8])> + '_>;
+    /// Opens the events for reading, in order. Each call starts from the first event.
+    fn events(&self) -> Result<Box<dyn EventStream + '_>, String>;
     /// A metadata value stored with [`ChunkSource::set_metadata`], possibly before a restart.
     fn metadata(&self, key: &str) -> Option<String>;
     /// Stores a metadata value durably before returning.
@@ -48,14 +86,197 @@ impl ChunkSource for ChunkRef {
     fn key(&self) -> &ChunkKey {
         ChunkRef::key(self)
     }
-    fn events(&self) -> Box<dyn Iterator<Item = (EventTime, &[u8])> + '_> {
-        Box::new(ChunkRef::events(self))
+    fn events(&self) -> Result<Box<dyn EventStream + '_>, String> {
+        match ChunkRef::event_reader(self) {
+            Ok(r) => Ok(Box::new(r)),
+            Err(e) => Err(e.to_string()),
+        }
     }
     fn metadata(&self, key: &str) -> Option<String> {
         ChunkRef::metadata(self, key)
     }
     fn set_metadata(&self, key: &str, value: &str) -> Result<(), String> {
         ChunkRef::set_metadata(self, key, value).map_err(|e| e.to_string())
+    }
+}
+
+/// Formatted text is written out whenever this much has gathered, so a chunk of any size is
+/// written through one buffer of about this size (plus one formatted event).
+pub const WRITE_BUFFER: usize = 1 << 20;
+
+/// A chunk's events being formatted, [`WRITE_BUFFER`] bytes at a time.
+struct Formatted<'c> {
+    out: &'c FileOutput,
+    id: &'c str,
+    tag: &'c str,
+    events: Box<dyn EventStream + 'c>,
+    /// Formatted text not yet written.
+    text: Vec<u8>,
+    injected: Vec<u8>,
+    skipped: u64,
+    done: bool,
+}
+
+impl<'c> Formatted<'c> {
+    fn new(out: &'c FileOutput, c: &'c dyn ChunkSource) -> Result<Self, FileOutputError> {
+        Ok(Formatted {
+            out,
+            id: c.id(),
+            tag: c.key().tag.as_deref().unwrap_or(""),
+            events: c.events().map_err(FileOutputError::Read)?,
+            text: Vec::new(),
+            injected: Vec::new(),
+            skipped: 0,
+            done: false,
+        })
+    }
+
+    /// Formats events into `text` until it holds [`WRITE_BUFFER`] bytes or the events end.
+    /// Events that cannot be formatted are skipped with a warning.
+    fn fill(&mut self) -> Result<(), FileOutputError> {
+        let cfg = &self.out.cfg;
+        while !self.done && self.text.len() < WRITE_BUFFER {
+            let Some((time, record)) = self.events.next_event().map_err(FileOutputError::Read)?
+            else {
+                self.done = true;
+                if self.skipped > 0 {
+                    tracing::warn!(
+                        chunk_id = self.id,
+                        "{} event(s) could not be formatted and were not written",
+                        self.skipped
+                    );
+                }
+                break;
+            };
+            let rec: &[u8] = match &cfg.inject {
+                Some(inj) => {
+                    self.injected.clear();
+                    if let Err(e) = inj.apply(self.tag, time, record, &mut self.injected) {
+                        self.skipped += 1;
+                        tracing::warn!(chunk_id = self.id, "event skipped: {e}");
+                        continue;
+                    }
+                    &self.injected
+                }
+                None => record,
+            };
+            if let Err(e) = cfg.formatter.format(self.tag, time, rec, &mut self.text) {
+                self.skipped += 1;
+                tracing::warn!(chunk_id = self.id, "event skipped: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// True when the chunk formats to nothing at all (checked after the first `fill`).
+    fn is_empty(&self) -> bool {
+        self.done && self.text.is_empty()
+    }
+}
+
+/// A file being written, honouring the crash hook. After any failure it refuses every later
+/// write, so that nothing (a gzip trailer on drop, say) lands after the failure point.
+struct Hooked<'f> {
+    out: &'f FileOutput,
+    file: &'f mut File,
+    path: &'f Path,
+    /// Set at the first failure: every later write is refused.
+    stopped: bool,
+    /// The failure that stopped the writes, until taken.
+    error: Option<FileOutputError>,
+}
+
+impl Hooked<'_> {
+    fn refuse(&mut self, e: FileOutputError) -> io::Error {
+        let msg = e.to_string();
+        if !self.stopped {
+            self.error = Some(e);
+        }
+        self.stopped = true;
+        io::Error::other(msg)
+    }
+
+    /// Stops every later write and returns the error that stopped them (or `fallback`).
+    fn stop(&mut self, fallback: FileOutputError) -> FileOutputError {
+        self.stopped = true;
+        self.error.take().unwrap_or(fallback)
+    }
+}
+
+impl Write for Hooked<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.stopped {
+            return Err(io::Error::other("write refused after an earlier failure"));
+        }
+        let budget = self.out.crash_after.load(Ordering::SeqCst);
+        if budget != u64::MAX && (data.len() as u64) >= budget {
+            self.out.crash_after.store(u64::MAX, Ordering::SeqCst);
+            let part = data.get(..budget as usize).unwrap_or(data);
+            if let Err(e) = self.file.write_all(part) {
+                return Err(self.refuse(io_err("write", self.path, e)));
+            }
+            let _ = self.file.sync_all();
+            return Err(self.refuse(FileOutputError::SimulatedCrash));
+        }
+        if budget != u64::MAX {
+            self.out
+                .crash_after
+                .store(budget - data.len() as u64, Ordering::SeqCst);
+        }
+        match self.file.write_all(data) {
+            Ok(()) => Ok(data.len()),
+            Err(e) => Err(self.refuse(io_err("write", self.path, e))),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Where formatted text goes: the file, or a gzip stream over it.
+enum Sink<'f> {
+    Plain(Hooked<'f>),
+    Gzip(GzEncoder<Hooked<'f>>),
+}
+
+impl<'f> Sink<'f> {
+    fn hooked(&mut self) -> &mut Hooked<'f> {
+        match self {
+            Sink::Plain(h) => h,
+            Sink::Gzip(g) => g.get_mut(),
+        }
+    }
+
+    fn write_all(&mut self, data: &[u8]) -> Result<(), FileOutputError> {
+        let r = match self {
+            Sink::Plain(h) => h.write_all(data),
+            Sink::Gzip(g) => g.write_all(data),
+        };
+        r.map_err(|e| self.fail(FileOutputError::Gzip(e.to_string())))
+    }
+
+    /// Stops every later write and returns the error that stopped them (or `fallback`).
+    fn fail(&mut self, fallback: FileOutputError) -> FileOutputError {
+        self.hooked().stop(fallback)
+    }
+
+    /// Finishes the gzip stream, if any, and fsyncs the file.
+    fn finish(self) -> Result<(), FileOutputError> {
+        let h = match self {
+            Sink::Plain(h) => h,
+            Sink::Gzip(g) => {
+                let mut g = g;
+                if let Err(e) = g.try_finish() {
+                    return Err(g.get_mut().stop(FileOutputError::Gzip(e.to_string())));
+                }
+                match g.finish() {
+                    Ok(h) => h,
+                    Err(e) => return Err(FileOutputError::Gzip(e.to_string())),
+                }
+            }
+        };
+        h.file.sync_all().map_err(|e| io_err("fsync", h.path, e))
     }
 }
 
@@ -172,36 +393,18 @@ impl FileOutput {
         self.crash_after.store(n, Ordering::SeqCst);
     }
 
-    /// Formats a chunk's events as the file holds them (gzip applied when configured). Events
-    /// that cannot be formatted are skipped with a warning.
+    /// Formats a chunk's events as the file holds them (gzip applied when configured), all in
+    /// one buffer: for tests and small chunks. [`FileOutput::write_chunk`] streams instead.
+    /// Events that cannot be formatted are skipped with a warning.
     pub fn format_chunk(&self, c: &dyn ChunkSource) -> Result<Vec<u8>, FileOutputError> {
-        let tag = c.key().tag.as_deref().unwrap_or("");
+        let mut body = Formatted::new(self, c)?;
         let mut text = Vec::new();
-        let mut injected = Vec::new();
-        let mut skipped = 0u64;
-        for (time, record) in c.events() {
-            let rec: &[u8] = match &self.cfg.inject {
-                Some(inj) => {
-                    injected.clear();
-                    if let Err(e) = inj.apply(tag, time, record, &mut injected) {
-                        skipped += 1;
-                        tracing::warn!(chunk_id = c.id(), "event skipped: {e}");
-                        continue;
-                    }
-                    &injected
-                }
-                None => record,
-            };
-            if let Err(e) = self.cfg.formatter.format(tag, time, rec, &mut text) {
-                skipped += 1;
-                tracing::warn!(chunk_id = c.id(), "event skipped: {e}");
+        loop {
+            body.fill()?;
+            text.append(&mut body.text);
+            if body.done {
+                break;
             }
-        }
-        if skipped > 0 {
-            tracing::warn!(
-                chunk_id = c.id(),
-                "{skipped} event(s) could not be formatted and were not written"
-            );
         }
         if !self.cfg.gzip || text.is_empty() {
             return Ok(text);
@@ -231,34 +434,54 @@ impl FileOutput {
     /// crash: lines already written are not written twice.
     pub fn write_chunk(&self, c: &dyn ChunkSource) -> Result<PathBuf, FileOutputError> {
         let rendered = self.render(c)?;
-        let data = self.format_chunk(c)?;
         let dir = parent_of(Path::new(&with_index(&rendered, 0)));
         mkdir_p(&dir, self.cfg.dir_perm)?;
         let written = if rendered.contains(INDEX_MARKER) {
-            self.write_indexed(c, &rendered, &data)?
+            self.write_indexed(c, &rendered)?
         } else {
-            self.write_append(c, Path::new(&rendered), &data)?
+            self.write_append(c, Path::new(&rendered))?
         };
         self.update_symlink(c, &written)?;
         Ok(written)
     }
 
-    /// Writes `data` to `f`, honouring the crash hook.
-    fn write_data(&self, f: &mut File, path: &Path, data: &[u8]) -> Result<(), FileOutputError> {
-        let budget = self.crash_after.load(Ordering::SeqCst);
-        if budget != u64::MAX && (data.len() as u64) >= budget {
-            self.crash_after.store(u64::MAX, Ordering::SeqCst);
-            let part = data.get(..budget as usize).unwrap_or(data);
-            f.write_all(part).map_err(|e| io_err("write", path, e))?;
-            let _ = f.sync_all();
-            return Err(FileOutputError::SimulatedCrash);
+    /// Writes the rest of `body` (its first piece already formatted) to `f`, gzip-compressed
+    /// when configured, [`WRITE_BUFFER`] bytes at a time, then fsyncs `f`. Honours the crash
+    /// hook. Writes nothing (not even a gzip header) when the chunk formats to nothing.
+    fn write_body(
+        &self,
+        f: &mut File,
+        path: &Path,
+        body: &mut Formatted<'_>,
+    ) -> Result<(), FileOutputError> {
+        if body.is_empty() {
+            return f.sync_all().map_err(|e| io_err("fsync", path, e));
         }
-        if budget != u64::MAX {
-            self.crash_after
-                .store(budget - data.len() as u64, Ordering::SeqCst);
+        let hooked = Hooked {
+            out: self,
+            file: f,
+            path,
+            stopped: false,
+            error: None,
+        };
+        let mut sink = if self.cfg.gzip {
+            Sink::Gzip(GzEncoder::new(hooked, Compression::default()))
+        } else {
+            Sink::Plain(hooked)
+        };
+        loop {
+            sink.write_all(&body.text)?;
+            body.text.clear();
+            if body.done {
+                break;
+            }
+            if let Err(e) = body.fill() {
+                // Nothing more lands in the file (no gzip trailer when the encoder drops).
+                sink.hooked().stopped = true;
+                return Err(e);
+            }
         }
-        f.write_all(data).map_err(|e| io_err("write", path, e))?;
-        f.sync_all().map_err(|e| io_err("fsync", path, e))
+        sink.finish()
     }
 
     /// `append false`: write the whole chunk to a temporary file beside the target, fsync it,
@@ -269,7 +492,6 @@ impl FileOutput {
         &self,
         c: &dyn ChunkSource,
         rendered: &str,
-        data: &[u8],
     ) -> Result<PathBuf, FileOutputError> {
         let dir = parent_of(Path::new(&with_index(rendered, 0)));
         let tmp = dir.join(format!(".weir-out-file.{}.tmp", c.id()));
@@ -295,7 +517,20 @@ impl FileOutput {
             .mode(self.cfg.file_perm)
             .open(&tmp)
             .map_err(|e| io_err("create", &tmp, e))?;
-        self.write_data(&mut f, &tmp, data)?;
+        let written = Formatted::new(self, c).and_then(|mut body| {
+            body.fill()?;
+            self.write_body(&mut f, &tmp, &mut body)
+        });
+        if let Err(e) = written {
+            if !matches!(e, FileOutputError::SimulatedCrash) {
+                // Best effort: a retry truncates it anyway.
+                drop(f);
+                if fs::remove_file(&tmp).is_ok() {
+                    let _ = sync_dir(&dir);
+                }
+            }
+            return Err(e);
+        }
         let meta = f.metadata().map_err(|e| io_err("stat", &tmp, e))?;
         drop(f);
         let mut n = 0u64;
@@ -339,12 +574,7 @@ impl FileOutput {
     /// writer that finds an uncommitted marker (its own after a crash, or another chunk's)
     /// first cuts the file back to the recorded length: those bytes belong to a chunk that is
     /// still in the buffer and will be written again whole.
-    fn write_append(
-        &self,
-        c: &dyn ChunkSource,
-        path: &Path,
-        data: &[u8],
-    ) -> Result<PathBuf, FileOutputError> {
+    fn write_append(&self, c: &dyn ChunkSource, path: &Path) -> Result<PathBuf, FileOutputError> {
         let path_lock = self.path_lock(path);
         let _guard = lock(&path_lock);
         let dir = parent_of(path);
@@ -419,14 +649,16 @@ impl FileOutput {
             }
             sync_dir(&dir)?;
         }
-        if data.is_empty() {
+        let mut body = Formatted::new(self, c)?;
+        body.fill()?;
+        if body.is_empty() {
             return Ok(path.to_path_buf());
         }
         let offset = f
             .seek(SeekFrom::End(0))
             .map_err(|e| io_err("seek", path, e))?;
         self.write_marker(&own, offset, false)?;
-        if let Err(e) = self.write_data(&mut f, path, data) {
+        if let Err(e) = self.write_body(&mut f, path, &mut body) {
             if !matches!(e, FileOutputError::SimulatedCrash) {
                 // Best effort; a marker left behind makes the next writer cut instead.
                 if f.set_len(offset).and_then(|()| f.sync_all()).is_ok()
@@ -525,5 +757,10 @@ impl ChunkSink for FileOutput {
                 Err(e) => Err(WriteError::Retryable(e.to_string())),
             }
         })
+    }
+
+    /// The file output reads chunks with the store's streaming reader.
+    fn reads_whole_chunk(&self) -> bool {
+        false
     }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
 
-use crate::error::WriteError;
+use crate::error::{StoreError, WriteError};
 use crate::retry::RetryState;
 use crate::store::{lock, Buffer, ChunkRef, Inner, DRAIN, RUNNING, STOP};
 
@@ -15,6 +15,16 @@ pub trait ChunkSink: Send + Sync + 'static {
     /// Writes one chunk. `Ok` means the chunk may be deleted from the buffer. The future is
     /// given `delayed_commit_timeout` to finish; past that it counts as a retryable failure.
     fn write<'a>(&'a self, chunk: &'a ChunkRef) -> BoxFuture<'a, Result<(), WriteError>>;
+
+    /// True (the default) when the sink reads the chunk with [`ChunkRef::blob`],
+    /// [`ChunkRef::stored`] or [`ChunkRef::events`], which hold the whole chunk in memory: the
+    /// flusher then loads it off the async threads before calling [`ChunkSink::write`] (and a
+    /// chunk that cannot be read goes to `failed/` without being written). A sink that reads
+    /// with [`ChunkRef::reader`] or [`ChunkRef::event_reader`] returns false, and the chunk is
+    /// not loaded.
+    fn reads_whole_chunk(&self) -> bool {
+        true
+    }
 }
 
 fn rand01() -> f64 {
@@ -119,26 +129,7 @@ impl Flusher {
                 }
                 continue;
             };
-            let loaded = {
-                let (i2, c2) = (Arc::clone(&inner), Arc::clone(&chunk));
-                if ChunkRef::in_memory(&chunk) {
-                    Ok(ChunkRef::load(i2, c2))
-                } else {
-                    tokio::task::spawn_blocking(move || ChunkRef::load(i2, c2)).await
-                }
-            };
-            let cref = match loaded {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    inner.fail(&chunk, true, &format!("cannot read it back: {e}"));
-                    continue;
-                }
-                Err(e) => {
-                    tracing::error!(buffer = %inner.name, "chunk reader task failed: {e}");
-                    inner.takeback(chunk);
-                    continue;
-                }
-            };
+            let cref = ChunkRef::new(Arc::clone(&inner), Arc::clone(&chunk));
             if cref.records() == 0 {
                 inner.purge(&chunk);
                 continue;
@@ -150,7 +141,29 @@ impl Flusher {
                 (Some(s), true) => Arc::clone(s),
                 _ => Arc::clone(&self.sink),
             };
-            match self.write_to(&dest, &cref).await {
+            let cref = if dest.reads_whole_chunk() {
+                match Self::load(cref).await {
+                    Ok(c) => c,
+                    Err(None) => {
+                        inner.takeback(chunk);
+                        continue;
+                    }
+                    Err(Some(e)) => {
+                        inner.fail(&chunk, true, &format!("cannot read it back: {e}"));
+                        continue;
+                    }
+                }
+            } else {
+                cref
+            };
+            let result = self.write_to(&dest, &cref).await;
+            // A chunk that could not be read back is never counted as delivered, whatever the
+            // output made of it; it is kept in failed/ as before.
+            if let Some(e) = cref.read_error() {
+                inner.fail(&chunk, true, &format!("cannot read it back: {e}"));
+                continue;
+            }
+            match result {
                 Ok(()) => {
                     inner.purge(&chunk);
                     *lock(&self.retry) = None;
@@ -158,8 +171,9 @@ impl Flusher {
                 Err(WriteError::Unrecoverable(m)) => {
                     tracing::warn!(buffer = %inner.name, chunk_id = %cref.id(), "unrecoverable error: {m}");
                     let rescued = match (&self.secondary, to_secondary) {
-                        (Some(s), false) => match self.write_to(s, &cref).await {
-                            Ok(()) => true,
+                        (Some(s), false) => match self.write_secondary(s, &cref).await {
+                            Ok(()) if cref.read_error().is_none() => true,
+                            Ok(()) => false,
                             Err(e) => {
                                 tracing::warn!(buffer = %inner.name, chunk_id = %cref.id(), "secondary failed too: {e}");
                                 false
@@ -219,6 +233,53 @@ impl Flusher {
                 }
             }
         }
+    }
+
+    /// Loads a whole chunk for a sink that reads it whole, off the async threads for a file
+    /// buffer. `Err(None)` when the loading task itself failed (the chunk is put back).
+    async fn load(cref: ChunkRef) -> Result<ChunkRef, Option<StoreError>> {
+        if ChunkRef::in_memory(&cref.chunk) {
+            return match cref.load() {
+                Ok(()) => Ok(cref),
+                Err(e) => Err(Some(e)),
+            };
+        }
+        match tokio::task::spawn_blocking(move || {
+            let r = cref.load();
+            (cref, r)
+        })
+        .await
+        {
+            Ok((cref, Ok(()))) => Ok(cref),
+            Ok((_, Err(e))) => Err(Some(e)),
+            Err(e) => {
+                tracing::error!("chunk reader task failed: {e}");
+                Err(None)
+            }
+        }
+    }
+
+    /// Writes to the secondary after the primary rejected the chunk, loading it first if the
+    /// secondary reads chunks whole.
+    async fn write_secondary(
+        &self,
+        sink: &Arc<dyn ChunkSink>,
+        c: &ChunkRef,
+    ) -> Result<(), WriteError> {
+        if sink.reads_whole_chunk() {
+            let load = || c.load();
+            let multi = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            let r = if multi && !ChunkRef::in_memory(&c.chunk) {
+                tokio::task::block_in_place(load)
+            } else {
+                load()
+            };
+            if let Err(e) = r {
+                return Err(WriteError::Retryable(format!("cannot read it back: {e}")));
+            }
+        }
+        self.write_to(sink, c).await
     }
 
     async fn write_to(&self, sink: &Arc<dyn ChunkSink>, c: &ChunkRef) -> Result<(), WriteError> {

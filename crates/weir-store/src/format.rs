@@ -19,7 +19,8 @@ pub const MAX_BLOCK: u32 = 1 << 30;
 /// The sidecar's format version.
 pub const META_VERSION: u32 = 1;
 
-fn crc_of(len: [u8; 4], payload: &[u8]) -> u32 {
+/// The CRC of a block: CRC-32C of its four length bytes followed by its payload.
+pub(crate) fn crc_of(len: [u8; 4], payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&len), payload)
 }
 

@@ -25,6 +25,7 @@ mod error;
 mod flush;
 pub mod format;
 pub mod key;
+mod read;
 pub mod retry;
 mod store;
 
@@ -34,5 +35,6 @@ pub use config::{
 pub use error::{StoreError, WriteError};
 pub use flush::{spawn_flusher, ChunkSink};
 pub use key::{ChunkKey, ChunkKeySpec, RecordKey};
+pub use read::{ChunkEvents, ChunkReader};
 pub use retry::{RetryParams, RetryState};
 pub use store::{Buffer, BufferStats, ChunkRef, Commit, RecoveryReport};

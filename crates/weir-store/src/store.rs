@@ -3,12 +3,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::future::Future;
-use std::io::Write;
+use std::io::{BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -19,6 +19,7 @@ use crate::config::{BufferConfig, BufferType, Compress, FileLayout, FlushMode, O
 use crate::error::StoreError;
 use crate::format::{self, MetaFile};
 use crate::key::ChunkKey;
+use crate::read::{ChunkEvents, ChunkReader, Source, READ_BUFFER};
 
 /// Locks a mutex, ignoring poisoning (the data under these locks stays consistent because
 /// every critical section either completes its update or makes none).
@@ -73,8 +74,9 @@ pub(crate) const STOP: u8 = 2;
 
 /// Where a chunk's bytes are.
 enum Storage {
-    /// Framed blocks in memory.
-    Memory(Mutex<Vec<u8>>),
+    /// Framed blocks in memory (shared with readers without a copy; a queued chunk takes no
+    /// more appends, so the `Arc` is never cloned on write in practice).
+    Memory(Mutex<Arc<Vec<u8>>>),
     /// A chunk file and its sidecar.
     File(Mutex<FileState>),
 }
@@ -370,7 +372,7 @@ impl Inner {
         let shard =
             (u64::from_str_radix(&id[16..32], 16).unwrap_or(0) as usize) % self.shards.len().max(1);
         let storage = match &self.layout {
-            None => Storage::Memory(Mutex::new(Vec::new())),
+            None => Storage::Memory(Mutex::new(Arc::new(Vec::new()))),
             Some(l) => Storage::File(Mutex::new(FileState {
                 data_path: l.dir.join(l.data_name(&id, false)),
                 meta_path: l.dir.join(l.meta_name(&id)),
@@ -491,7 +493,7 @@ impl Inner {
                             Compress::Text => payload.to_vec(),
                             Compress::Gzip => format::gzip_block(payload),
                         };
-                        format::frame_block(&mut lock(m), &stored);
+                        format::frame_block(Arc::make_mut(&mut lock(m)), &stored);
                     }
                     Storage::File(_) => {
                         let (tx, rx) = oneshot::channel();
@@ -720,27 +722,23 @@ impl Inner {
         Ok(())
     }
 
-    /// Reads a chunk's stored payloads back.
-    pub(crate) fn read_payloads(&self, chunk: &Chunk) -> Result<Vec<Vec<u8>>, StoreError> {
-        let data = match &chunk.storage {
-            Storage::Memory(m) => lock(m).clone(),
+    /// Opens a chunk's framed blocks for reading: the data file through a buffered reader, or
+    /// the blocks in memory (shared, not copied).
+    pub(crate) fn open_blocks(&self, chunk: &Chunk) -> Result<Source, StoreError> {
+        match &chunk.storage {
+            Storage::Memory(m) => Ok(Source::Memory {
+                data: Arc::clone(&lock(m)),
+                pos: 0,
+            }),
             Storage::File(fs) => {
                 let path = lock(fs).data_path.clone();
-                fs::read(&path).map_err(|e| StoreError::io("read", &path, &e))?
+                let f = File::open(&path).map_err(|e| StoreError::io("open", &path, &e))?;
+                Ok(Source::File {
+                    reader: BufReader::with_capacity(READ_BUFFER, f),
+                    path,
+                })
             }
-        };
-        let scan = format::scan_blocks(&data);
-        if scan.good_len != data.len() {
-            return Err(StoreError::Corrupt {
-                id: chunk.id.clone(),
-                message: format!("damaged block at offset {}", scan.good_len),
-            });
         }
-        Ok(scan
-            .payloads
-            .into_iter()
-            .map(|r| data[r].to_vec())
-            .collect())
     }
 }
 
@@ -1386,12 +1384,30 @@ impl Inner {
 }
 
 /// A chunk handed to an output: its key, its events and its metadata.
+///
+/// Making one reads nothing. A writer should read the events with [`ChunkRef::reader`] or
+/// [`ChunkRef::event_reader`], which hold one block at a time, so that delivering a chunk of
+/// any size takes memory in proportion to its largest block rather than to the chunk.
+/// [`ChunkRef::blob`], [`ChunkRef::stored`] and [`ChunkRef::events`] load the **whole** chunk
+/// into memory on first use (once; later calls share it), which for a file buffer can be up to
+/// `chunk_limit_size` (256 MiB by default) or twice that with `compress gzip`.
+///
+/// If the chunk cannot be read back (an I/O error, a bad CRC, a block that does not decode),
+/// the readers return the error, [`ChunkRef::blob`] and friends return what was read before
+/// it (nothing), and [`ChunkRef::read_error`] keeps it: the flusher then moves the chunk to
+/// `failed/` whatever the output answered, so a damaged chunk is never counted as delivered.
 pub struct ChunkRef {
     pub(crate) chunk: Arc<Chunk>,
     pub(crate) inner: Arc<Inner>,
+    loaded: OnceLock<Loaded>,
+    read_error: Mutex<Option<StoreError>>,
+}
+
+/// A whole chunk in memory, for the [`ChunkRef::blob`] family.
+#[derive(Default)]
+struct Loaded {
     stored: Bytes,
     blob: Bytes,
-    records: u64,
 }
 
 impl std::fmt::Debug for ChunkRef {
@@ -1399,7 +1415,7 @@ impl std::fmt::Debug for ChunkRef {
         f.debug_struct("ChunkRef")
             .field("id", &self.chunk.id)
             .field("key", &self.chunk.key)
-            .field("records", &self.records)
+            .field("records", &self.records())
             .finish_non_exhaustive()
     }
 }
@@ -1410,35 +1426,96 @@ impl ChunkRef {
         matches!(chunk.storage, Storage::Memory(_))
     }
 
-    pub(crate) fn load(inner: Arc<Inner>, chunk: Arc<Chunk>) -> Result<ChunkRef, StoreError> {
-        let payloads = inner.read_payloads(&chunk)?;
-        let mut stored = Vec::new();
-        let mut blob = Vec::new();
-        for p in &payloads {
-            stored.extend_from_slice(p);
-            match inner.cfg.compress {
-                Compress::Text => blob.extend_from_slice(p),
-                Compress::Gzip => {
-                    let d = format::gunzip_block(p, inner.cfg.chunk_limit_size as usize * 2)
-                        .map_err(|m| StoreError::Corrupt {
-                            id: chunk.id.clone(),
-                            message: m,
-                        })?;
-                    blob.extend_from_slice(&d);
-                }
-            }
-        }
-        let records = format::count_entries(&blob).map_err(|m| StoreError::Corrupt {
-            id: chunk.id.clone(),
-            message: m,
-        })?;
-        Ok(ChunkRef {
+    /// A handle on a queued chunk. Reads nothing.
+    pub(crate) fn new(inner: Arc<Inner>, chunk: Arc<Chunk>) -> ChunkRef {
+        ChunkRef {
             chunk,
             inner,
-            stored: Bytes::from(stored),
-            blob: Bytes::from(blob),
-            records,
+            loaded: OnceLock::new(),
+            read_error: Mutex::new(None),
+        }
+    }
+
+    /// Remembers the first error met while reading the chunk back.
+    pub(crate) fn note_read_error(&self, e: &StoreError) {
+        let mut slot = lock(&self.read_error);
+        if slot.is_none() {
+            *slot = Some(e.clone());
+        }
+    }
+
+    /// The first error met while reading this chunk back, through any reader or the whole-chunk
+    /// accessors. The flusher checks it after every write.
+    pub fn read_error(&self) -> Option<StoreError> {
+        lock(&self.read_error).clone()
+    }
+
+    /// The largest block payload (stored or uncompressed) a reader accepts: twice
+    /// `chunk_limit_size`, the bound recovery applies too. Appends never write a block above
+    /// `chunk_limit_size` (plus gzip's few bytes of overhead), so anything larger is damage.
+    pub(crate) fn block_limit(&self) -> usize {
+        usize::try_from(self.inner.cfg.chunk_limit_size.saturating_mul(2)).unwrap_or(usize::MAX)
+    }
+
+    /// Reads the chunk block by block: each call to [`ChunkReader::next_block`] reads one
+    /// block through a buffered reader, checks its CRC and returns its uncompressed payload
+    /// (gunzipped with `compress gzip`). Memory held: one block plus a small read buffer.
+    /// Blocking I/O for a file buffer: call it off the async threads.
+    pub fn reader(&self) -> Result<ChunkReader<'_>, StoreError> {
+        match self.inner.open_blocks(&self.chunk) {
+            Ok(source) => Ok(ChunkReader::new(self, source)),
+            Err(e) => {
+                self.note_read_error(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads the events in order, one block in memory at a time: see [`ChunkEvents`].
+    /// Blocking I/O for a file buffer: call it off the async threads.
+    pub fn event_reader(&self) -> Result<ChunkEvents<'_>, StoreError> {
+        Ok(ChunkEvents::new(self.reader()?))
+    }
+
+    /// Loads the whole chunk now (what [`ChunkRef::blob`], [`ChunkRef::stored`] and
+    /// [`ChunkRef::events`] would do on first use). Blocking I/O for a file buffer.
+    pub fn load(&self) -> Result<(), StoreError> {
+        self.loaded();
+        match self.read_error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn loaded(&self) -> &Loaded {
+        self.loaded.get_or_init(|| match self.load_whole() {
+            Ok(l) => l,
+            Err(e) => {
+                self.note_read_error(&e);
+                Loaded::default()
+            }
         })
+    }
+
+    fn load_whole(&self) -> Result<Loaded, StoreError> {
+        let mut r = self.reader()?;
+        let gzip = self.is_gzip();
+        let mut stored = Vec::new();
+        let mut blob = Vec::new();
+        while r.advance()? {
+            stored.extend_from_slice(r.stored_block());
+            if gzip {
+                blob.extend_from_slice(r.block());
+            }
+        }
+        let stored = Bytes::from(stored);
+        let blob = if gzip {
+            Bytes::from(blob)
+        } else {
+            // The same bytes: share them.
+            stored.clone()
+        };
+        Ok(Loaded { stored, blob })
     }
 
     /// The chunk id: 32 hex digits, unique, ordered by creation time.
@@ -1456,21 +1533,34 @@ impl ChunkRef {
         self.chunk.created
     }
 
-    /// Number of events.
+    /// Number of events (from the chunk's counters, which recovery recounts and the sidecar
+    /// records; reads nothing).
     pub fn records(&self) -> u64 {
-        self.records
+        self.chunk.records.load(Ordering::Relaxed)
+    }
+
+    /// Uncompressed payload bytes of the chunk (from its counters; reads nothing).
+    pub fn bytes(&self) -> u64 {
+        self.chunk.bytes.load(Ordering::Relaxed)
     }
 
     /// The events as one packed blob: msgpack `[time, record]` entries back to back (the
     /// forward protocol's PackedForward entries), uncompressed.
+    ///
+    /// Loads the **whole chunk** into memory on first use (blocking I/O for a file buffer);
+    /// writers should prefer [`ChunkRef::reader`] / [`ChunkRef::event_reader`]. Empty if the
+    /// chunk cannot be read (see [`ChunkRef::read_error`]).
     pub fn blob(&self) -> &Bytes {
-        &self.blob
+        &self.loaded().blob
     }
 
     /// The payloads as stored: equal to [`ChunkRef::blob`] without compression, or a
     /// multi-member gzip stream of it with `compress gzip`.
+    ///
+    /// Loads the **whole chunk** into memory on first use, like [`ChunkRef::blob`] (with
+    /// `compress gzip` both are kept; without, they share one copy).
     pub fn stored(&self) -> &Bytes {
-        &self.stored
+        &self.loaded().stored
     }
 
     /// True when [`ChunkRef::stored`] is gzip.
@@ -1479,18 +1569,31 @@ impl ChunkRef {
     }
 
     /// The events in order: time and record bytes (one msgpack map each).
+    ///
+    /// Iterates over [`ChunkRef::blob`], so it loads the **whole chunk** on first use; writers
+    /// should prefer [`ChunkRef::event_reader`]. Stops early (and records a
+    /// [`ChunkRef::read_error`]) at an entry that does not decode.
     pub fn events(&self) -> impl Iterator<Item = (EventTime, &[u8])> + '_ {
-        let buf: &[u8] = &self.blob;
+        let buf: &[u8] = self.blob();
         let mut pos = 0usize;
         std::iter::from_fn(move || {
             if pos >= buf.len() {
                 return None;
             }
-            let (_, p) = weir_proto::msgpack::read_header(buf, pos).ok()?;
-            let (t, p2) = weir_proto::read_time(buf, p).ok()?;
-            let end = weir_proto::msgpack::skip_value(buf, p2).ok()?;
-            pos = end;
-            Some((t.unwrap_or_default(), &buf[p2..end]))
+            match crate::read::parse_entry(buf, pos) {
+                Ok((t, range)) => {
+                    pos = range.end;
+                    Some((t, &buf[range]))
+                }
+                Err(m) => {
+                    self.note_read_error(&StoreError::Corrupt {
+                        id: self.chunk.id.clone(),
+                        message: m,
+                    });
+                    pos = buf.len();
+                    None
+                }
+            }
         })
     }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use weir_config::{ConfigError, Element, Section};
-use weir_out_file::{ChunkSource, FileOutput, FileOutputConfig};
+use weir_out_file::{ChunkSource, EventStream, FileOutput, FileOutputConfig, IterEvents};
 use weir_proto::EventTime;
 use weir_store::{BufferConfig, ChunkKey};
 
@@ -89,8 +89,10 @@ impl ChunkSource for FakeChunk {
     fn key(&self) -> &ChunkKey {
         &self.key
     }
-    fn events(&self) -> Box<dyn Iterator<Item = (EventTime, &[u8])> + '_> {
-        Box::new(self.events.iter().map(|(t, r)| (*t, r.as_slice())))
+    fn events(&self) -> Result<Box<dyn EventStream + '_>, String> {
+        Ok(Box::new(IterEvents::new(
+            self.events.iter().map(|(t, r)| (*t, r.as_slice())),
+        )))
     }
     fn metadata(&self, key: &str) -> Option<String> {
         self.meta.lock().ok()?.get(key).cloned()
