@@ -191,6 +191,14 @@ pub fn compress(store_as: StoreAs, text: Vec<u8>) -> Result<Vec<u8>, WriteError>
     }
 }
 
+/// The HTTPS client of every SDK client here: hyper 1 + rustls with ring, system roots.
+fn https_client() -> aws_sdk_s3::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 impl S3Output {
     /// Builds the client (the standard credential chain: environment, profile, web identity,
     /// ECS, IMDSv2; or `aws_key_id`/`aws_sec_key`; optionally `<assume_role_credentials>` on
@@ -198,7 +206,9 @@ impl S3Output {
     /// `path`, `check_bucket` looks the bucket up and creates it when `auto_create_bucket`.
     pub async fn start(cfg: S3OutputConfig) -> Result<Self, S3Error> {
         let region = Region::new(cfg.s3_region.clone());
+        let http = https_client();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http.clone())
             .region(region.clone())
             .timeout_config(
                 TimeoutConfig::builder()
@@ -220,8 +230,9 @@ impl S3Output {
                     .clone()
                     .unwrap_or_else(|| cfg.s3_region.clone()),
             );
-            let mut base =
-                aws_config::defaults(BehaviorVersion::latest()).region(sts_region.clone());
+            let mut base = aws_config::defaults(BehaviorVersion::latest())
+                .http_client(http.clone())
+                .region(sts_region.clone());
             if let Some((k, s)) = &cfg.static_keys {
                 base = base.credentials_provider(Credentials::new(
                     k.clone(),
