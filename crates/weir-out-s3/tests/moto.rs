@@ -473,3 +473,32 @@ async fn a_key_without_index_is_refused_when_taken_unless_overwrite() {
     );
     buffer.shutdown(true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assume_role_credentials_get_keys_from_sts() {
+    // moto answers STS too: the role's temporary keys sign the S3 requests.
+    let moto = Moto::start();
+    let sts = FaultProxy::start(moto.port).await;
+    let conf = format!(
+        "<match **>\n @type s3\n {}\n path r/\n store_as json\n <assume_role_credentials>\n role_arn arn:aws:iam::123456789012:role/weir\n role_session_name weir-test\n duration_seconds 900\n sts_endpoint_url {}\n </assume_role_credentials>\n <format>\n @type json\n </format>\n <buffer>\n timekey_wait 0s\n timekey_use_utc true\n flush_thread_interval 0.1\n </buffer>\n</match>\n",
+        conn(&moto.endpoint(), "assumed"),
+        sts.endpoint()
+    );
+    let (cfg, bcfg) = parse_config(&conf);
+    assert!(cfg.assume_role.is_some());
+    let out = Arc::new(
+        S3Output::start(cfg)
+            .await
+            .expect("start with an assumed role"),
+    );
+    let (buffer, _h) = open_buffer(bcfg, out.clone());
+    deliver(&buffer, "t", &batch([(1, T1)], "role")).await;
+    assert_eq!(list_keys(&out, "assumed").await, vec!["r/20240305_0.json"]);
+    // The provider called STS AssumeRole (a form POST to /) through the proxy.
+    let calls = sts.faults.lock().expect("faults").seen.clone();
+    assert!(
+        calls.iter().any(|l| l.starts_with("POST / ")),
+        "no STS call: {calls:?}"
+    );
+    buffer.shutdown(true).await;
+}
