@@ -48,6 +48,8 @@ pub struct FileOutputConfig {
     pub gzip: bool,
     /// `symlink_path`: a link kept pointing at the newest file written (see the crate docs).
     pub symlink_path: Option<PathTemplate>,
+    /// `symlink_path_use_relative`: the link holds a path relative to its own directory.
+    pub symlink_relative: bool,
     /// Mode of created files (0644; `file_perm`, or `<system> file_permission`).
     pub file_perm: u32,
     /// Mode of created directories (0755; `dir_perm`, or `<system> dir_permission`).
@@ -223,7 +225,9 @@ impl FileOutputConfig {
         // weir always formats and then compresses, so recompress changes nothing.
         let _ = collect(&mut errors, s.boolean("recompress"));
         let symlink_path = s.string("symlink_path");
-        let _ = collect(&mut errors, s.boolean("symlink_path_use_relative"));
+        let symlink_relative = collect(&mut errors, s.boolean("symlink_path_use_relative"))
+            .flatten()
+            .unwrap_or(false);
         let mut file_perm = 0o644;
         let mut dir_perm = 0o755;
         for (key, slot) in [("file_perm", &mut file_perm), ("dir_perm", &mut dir_perm)] {
@@ -417,6 +421,7 @@ impl FileOutputConfig {
                     append,
                     gzip,
                     symlink_path: symlink,
+                    symlink_relative,
                     file_perm,
                     dir_perm,
                     formatter,

@@ -730,11 +730,39 @@ impl FileOutput {
             ".weir-link.{:016x}.tmp",
             sanitize::fnv1a64(file_name(&link).as_bytes())
         ));
+        let pointee = if self.cfg.symlink_relative {
+            let link_dir = if dir.is_absolute() {
+                dir.clone()
+            } else {
+                std::env::current_dir()
+                    .map_err(|e| io_err("getcwd", &dir, e))?
+                    .join(&dir)
+            };
+            relative_path(&link_dir, &abs)
+        } else {
+            abs
+        };
         let _ = fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(&abs, &tmp).map_err(|e| io_err("symlink", &tmp, e))?;
+        std::os::unix::fs::symlink(&pointee, &tmp).map_err(|e| io_err("symlink", &tmp, e))?;
         fs::rename(&tmp, &link).map_err(|e| io_err("rename", &link, e))?;
         sync_dir(&dir)
     }
+}
+
+/// The path of `target` as seen from the directory `from` (both absolute): `..` for each of
+/// `from`'s components past the common prefix, then the rest of `target`.
+fn relative_path(from: &Path, target: &Path) -> PathBuf {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = target.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    for c in &to[common..] {
+        out.push(c);
+    }
+    out
 }
 
 impl ChunkSink for FileOutput {
@@ -762,5 +790,27 @@ impl ChunkSink for FileOutput {
     /// The file output reads chunks with the store's streaming reader.
     fn reads_whole_chunk(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod relative_tests {
+    use super::relative_path;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn relative_paths_climb_to_the_common_prefix() {
+        assert_eq!(
+            relative_path(Path::new("/var/log/link"), Path::new("/var/log/out/a.log")),
+            PathBuf::from("../out/a.log")
+        );
+        assert_eq!(
+            relative_path(Path::new("/var/log"), Path::new("/var/log/a.log")),
+            PathBuf::from("a.log")
+        );
+        assert_eq!(
+            relative_path(Path::new("/a/b/c"), Path::new("/x/y.log")),
+            PathBuf::from("../../../x/y.log")
+        );
     }
 }

@@ -310,6 +310,28 @@ fn symlink_with_placeholders() {
     );
 }
 
+// out_file.rb `symlink_path_use_relative`: the link holds a path relative to its directory.
+#[test]
+fn relative_symlink() {
+    let d = temp_dir("symlink-rel");
+    let body = format!(
+        "path {d}/${{tag}}/out_file_test\nsymlink_path {d}/current/${{tag}}\nsymlink_path_use_relative true\n<buffer tag,time>\ntimekey_use_utc true\n</buffer>",
+        d = d.display()
+    );
+    let (cfg, buf) = configure(&body).expect("configures");
+    let out = FileOutput::new(cfg);
+    write_all(
+        &out,
+        &chunks(&buf, "tag", &[(T_2011, rec(json!({"a": 1})))]),
+    );
+    let link = d.join("current/tag");
+    assert_eq!(
+        std::fs::read_link(&link).expect("link"),
+        std::path::PathBuf::from("../tag/out_file_test.20110102_0.log")
+    );
+    assert!(link.exists(), "the relative link resolves");
+}
+
 // out_file.rb `generate_path_template`: path_suffix, add_path_suffix, placeholders in the path,
 // a path that already has the strftime fields, no time key.
 #[test]
