@@ -90,7 +90,7 @@ impl Plan {
 }
 
 /// The output types weir supports.
-const OUTPUT_TYPES: &str = "file, stdout, null, copy, relabel, rewrite_tag_filter";
+const OUTPUT_TYPES: &str = "file, s3, stdout, null, copy, relabel, rewrite_tag_filter";
 
 /// Collects errors, warnings, labels and outputs while the config is read.
 struct Builder {
@@ -215,6 +215,29 @@ impl Builder {
                         primary: sink,
                         secondary: None,
                     })))
+                });
+                Arc::new(BufferedOutput::new(id, buffer, starter))
+            }
+            "s3" => {
+                let (config, buffer) = match weir_out_s3::S3OutputConfig::from_section(s) {
+                    Ok(c) => c,
+                    Err(mut e) => {
+                        self.errors.append(&mut e);
+                        return None;
+                    }
+                };
+                let _ = writeln!(desc, "{id} (s3 bucket {}) [{line}]", config.s3_bucket);
+                // Credentials and the bucket are checked when weir starts, not by weir check.
+                let starter: SinkStarter = Box::new(move || {
+                    Box::pin(async move {
+                        let out = weir_out_s3::S3Output::start(config)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        Ok(Sinks {
+                            primary: Arc::new(out) as Arc<dyn ChunkSink>,
+                            secondary: None,
+                        })
+                    })
                 });
                 Arc::new(BufferedOutput::new(id, buffer, starter))
             }
