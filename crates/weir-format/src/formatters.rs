@@ -101,16 +101,15 @@ impl Default for Ltsv {
 }
 
 impl Formatter for Ltsv {
-    fn format(
+    fn write(
         &self,
         _tag: &str,
         _time: EventTime,
         record: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), FormatError> {
-        let start = out.len();
         let mut first = true;
-        let r = for_each_pair(record, 0, |k, v| {
+        let end = for_each_pair(record, 0, |k, v| {
             if !first {
                 out.extend_from_slice(&self.delimiter);
             }
@@ -121,17 +120,9 @@ impl Formatter for Ltsv {
             write_to_s(record, v, out)?;
             gsub_tail(out, at, &self.delimiter, &self.replacement);
             Ok(())
-        });
-        match r {
-            Ok(end) if end == record.len() => {}
-            Ok(_) => {
-                out.truncate(start);
-                return Err(FormatError::TrailingBytes);
-            }
-            Err(e) => {
-                out.truncate(start);
-                return Err(e);
-            }
+        })?;
+        if end != record.len() {
+            return Err(FormatError::TrailingBytes);
         }
         if self.add_newline {
             out.extend_from_slice(self.newline);
@@ -152,7 +143,7 @@ pub struct Json {
 }
 
 impl Formatter for Json {
-    fn format(
+    fn write(
         &self,
         _tag: &str,
         _time: EventTime,
@@ -160,11 +151,7 @@ impl Formatter for Json {
         out: &mut Vec<u8>,
     ) -> Result<(), FormatError> {
         check_map(record)?;
-        let start = out.len();
-        if let Err(e) = record_to_json(record, out) {
-            out.truncate(start);
-            return Err(json_error(e));
-        }
+        record_to_json(record, out).map_err(json_error)?;
         if self.add_newline {
             out.extend_from_slice(self.newline);
         }
@@ -272,7 +259,7 @@ pub(crate) fn repack(
 }
 
 impl Formatter for Msgpack {
-    fn format(
+    fn write(
         &self,
         _tag: &str,
         _time: EventTime,
@@ -280,14 +267,8 @@ impl Formatter for Msgpack {
         out: &mut Vec<u8>,
     ) -> Result<(), FormatError> {
         check_map(record)?;
-        let start = out.len();
-        match repack(record, 0, out, 0) {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                out.truncate(start);
-                Err(e)
-            }
-        }
+        repack(record, 0, out, 0)?;
+        Ok(())
     }
 }
 
@@ -303,8 +284,8 @@ pub struct SingleValue {
     pub newline: &'static [u8],
 }
 
-impl SingleValue {
-    fn format_inner(
+impl Formatter for SingleValue {
+    fn write(
         &self,
         _tag: &str,
         _time: EventTime,
@@ -318,23 +299,6 @@ impl SingleValue {
             out.extend_from_slice(self.newline);
         }
         Ok(())
-    }
-}
-
-impl Formatter for SingleValue {
-    fn format(
-        &self,
-        tag: &str,
-        time: EventTime,
-        record: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), FormatError> {
-        let start = out.len();
-        let r = self.format_inner(tag, time, record, out);
-        if r.is_err() {
-            out.truncate(start);
-        }
-        r
     }
 }
 
@@ -510,8 +474,8 @@ impl Csv {
     }
 }
 
-impl Csv {
-    fn format_inner(
+impl Formatter for Csv {
+    fn write(
         &self,
         _tag: &str,
         _time: EventTime,
@@ -565,23 +529,6 @@ impl Csv {
     }
 }
 
-impl Formatter for Csv {
-    fn format(
-        &self,
-        tag: &str,
-        time: EventTime,
-        record: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), FormatError> {
-        let start = out.len();
-        let r = self.format_inner(tag, time, record, out);
-        if r.is_err() {
-            out.truncate(start);
-        }
-        r
-    }
-}
-
 /// `tsv` (Fluentd `formatter_tsv.rb`): `record[key].to_s` for each of `keys`, joined by
 /// `delimiter`, then `newline` when `add_newline`.
 #[derive(Clone, Debug)]
@@ -596,8 +543,8 @@ pub struct Tsv {
     pub newline: &'static [u8],
 }
 
-impl Tsv {
-    fn format_inner(
+impl Formatter for Tsv {
+    fn write(
         &self,
         _tag: &str,
         _time: EventTime,
@@ -620,23 +567,6 @@ impl Tsv {
     }
 }
 
-impl Formatter for Tsv {
-    fn format(
-        &self,
-        tag: &str,
-        time: EventTime,
-        record: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), FormatError> {
-        let start = out.len();
-        let r = self.format_inner(tag, time, record, out);
-        if r.is_err() {
-            out.truncate(start);
-        }
-        r
-    }
-}
-
 /// `out_file` (Fluentd `formatter_out_file.rb`): `time<delimiter>tag<delimiter>json`, the
 /// time by the formatter's time settings (`time_type` string and ISO 8601 by default), each
 /// header part only when `output_time`/`output_tag`, then `newline`.
@@ -655,7 +585,7 @@ pub struct OutFile {
 }
 
 impl Formatter for OutFile {
-    fn format(
+    fn write(
         &self,
         tag: &str,
         time: EventTime,
@@ -663,7 +593,6 @@ impl Formatter for OutFile {
         out: &mut Vec<u8>,
     ) -> Result<(), FormatError> {
         check_map(record)?;
-        let start = out.len();
         if self.output_time {
             self.time.format_into(out, time);
             out.push(self.delimiter);
@@ -672,10 +601,7 @@ impl Formatter for OutFile {
             out.extend_from_slice(tag.as_bytes());
             out.push(self.delimiter);
         }
-        if let Err(e) = record_to_json(record, out) {
-            out.truncate(start);
-            return Err(json_error(e));
-        }
+        record_to_json(record, out).map_err(json_error)?;
         out.extend_from_slice(self.newline);
         Ok(())
     }
@@ -692,7 +618,7 @@ pub struct Hash {
 }
 
 impl Formatter for Hash {
-    fn format(
+    fn write(
         &self,
         _tag: &str,
         _time: EventTime,
@@ -700,11 +626,7 @@ impl Formatter for Hash {
         out: &mut Vec<u8>,
     ) -> Result<(), FormatError> {
         check_map(record)?;
-        let start = out.len();
-        if let Err(e) = write_inspect(record, 0, out, 0) {
-            out.truncate(start);
-            return Err(e);
-        }
+        write_inspect(record, 0, out, 0)?;
         if self.add_newline {
             out.extend_from_slice(self.newline);
         }

@@ -31,7 +31,20 @@ pub use time::{iso8601_into, strftime, strftime_into, TimeFormatter, TimeType, T
 use weir_proto::EventTime;
 
 /// Turns one event into the bytes an output writes for it.
+///
+/// Implementors write [`Formatter::write`]; callers use [`Formatter::format`], which adds the
+/// promise that `out` is untouched on failure.
 pub trait Formatter: Send + Sync {
+    /// Appends the formatted event to `out`. `record` is one msgpack map. On error this may
+    /// leave partial output in `out`; [`Formatter::format`] removes it.
+    fn write(
+        &self,
+        tag: &str,
+        time: EventTime,
+        record: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), FormatError>;
+
     /// Appends the formatted event to `out`. `record` is one msgpack map. On error `out` is
     /// left as it was and the caller should drop the event or report it.
     fn format(
@@ -40,5 +53,12 @@ pub trait Formatter: Send + Sync {
         time: EventTime,
         record: &[u8],
         out: &mut Vec<u8>,
-    ) -> Result<(), FormatError>;
+    ) -> Result<(), FormatError> {
+        let start = out.len();
+        let r = self.write(tag, time, record, out);
+        if r.is_err() {
+            out.truncate(start);
+        }
+        r
+    }
 }

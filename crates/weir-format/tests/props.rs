@@ -100,6 +100,22 @@ proptest! {
     }
 
     #[test]
+    fn format_leaves_out_as_it_was_on_error(rec in proptest::collection::vec(any::<u8>(), 0..64), ok in value()) {
+        // Arbitrary bytes, and a good record with bytes after it (formatters that write as
+        // they read have already written the record when they find the trailing bytes).
+        let mut trailing = pack(&rmpv::Value::Map(vec![(rmpv::Value::from("a"), ok)]));
+        trailing.push(0xc0);
+        for rec in [rec, trailing] {
+            for f in all_formatters() {
+                let mut out = b"before".to_vec();
+                if f.format("tag", T, &rec, &mut out).is_err() {
+                    prop_assert_eq!(&out[..], b"before");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn msgpack_output_is_the_same_value(v in value()) {
         let rec = pack(&rmpv::Value::Map(vec![(rmpv::Value::from("k"), v)]));
         let f = formatter("format msgpack", "json");
