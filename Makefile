@@ -8,7 +8,7 @@ VENV_WEED := .venv-weed
 NODE_DIR := tests/node
 TOOLS := $(CURDIR)/.tools
 CARGO_FUZZ_VERSION := 0.13.2
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 10
 
 .PHONY: run build release test test-deps lint unit e2e fuzz bench clean
 

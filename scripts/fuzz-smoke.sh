@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target of the workspace for a short, fixed time (default 20 s each).
+# Runs every cargo-fuzz target of the workspace for a short, fixed time (default 10 s each).
 # cargo-fuzz is installed under .tools/ on first use. The machine has a stable toolchain only;
 # RUSTC_BOOTSTRAP=1 lets it accept the instrumentation flags libFuzzer needs. A crash fails
 # the run, prints the end of the fuzzer's log, and leaves the input under
 # crates/<crate>/fuzz/artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds="${1:-20}"
+seconds="${1:-10}"
 tools="$PWD/.tools"
 logs="$PWD/target/fuzz-logs"
 version="$(sed -n 's/^CARGO_FUZZ_VERSION := //p' Makefile)"
