@@ -10,7 +10,7 @@ TOOLS := $(CURDIR)/.tools
 CARGO_FUZZ_VERSION := 0.13.2
 FUZZ_SECONDS ?= 10
 
-.PHONY: run build release test test-deps lint unit e2e fuzz bench clean
+.PHONY: run build release test test-deps system-deps lint unit e2e fuzz bench clean
 
 run: release
 	mkdir -p var
@@ -22,8 +22,12 @@ build:
 release:
 	$(CARGO) build --release -p weir
 
-## Everything the tests need, installed under the repository.
-test-deps: $(VENV)/.installed $(VENV_WEED)/.installed $(NODE_DIR)/node_modules/.installed
+## Everything the tests need, installed under the repository (and, on a fresh Debian machine,
+## the few system packages they need: see scripts/system-deps.sh).
+test-deps: system-deps $(VENV)/.installed $(VENV_WEED)/.installed $(NODE_DIR)/node_modules/.installed
+
+system-deps:
+	scripts/system-deps.sh
 
 $(VENV)/.installed: tests/requirements.txt
 	$(PYTHON) -m venv $(VENV)
