@@ -3,7 +3,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::MAX_CACHED_TAG_LEN;
+/// How many distinct tags a [`TagCache`] for routes remembers by default.
+pub const DEFAULT_CACHE_CAPACITY: usize = 8192;
+
+/// Tags longer than this many bytes are computed every time and never cached, so hostile tags
+/// cannot make the cache hold much memory.
+pub const MAX_CACHED_TAG_LEN: usize = 1024;
 
 /// Remembers one computed value per tag, for at most a fixed number of tags, forgetting the
 /// oldest first. Tags longer than [`MAX_CACHED_TAG_LEN`] bytes are computed every time and never

@@ -5,9 +5,8 @@
 //! A [`Pattern`] is one pattern string, either a glob (`a.*`, `a.**`, `{a,b}.c`, `**.c`) or a
 //! regex written between slashes (`/(?!a\.).*/`). A [`PatternSet`] is the whole argument of
 //! a `<match a.* b.**>` directive: patterns separated by whitespace, any of which may match.
-//! A [`RouteTable`] holds pattern sets in configuration order, returns the first entry that
-//! matches a tag (or every matching entry, for `<filter>` chains) and remembers the answer
-//! per tag in a bounded cache.
+//! A [`TagCache`] remembers, per tag, what a pipeline computed from its pattern sets (the
+//! filters and the first matching `<match>`), in a bounded cache.
 //!
 //! The matching rules are Fluentd v1's (`lib/fluent/match.rb` and the rule and cache in
 //! `lib/fluent/event_router.rb`); the module documentation of each part lists them, with the
@@ -15,16 +14,20 @@
 //! small automaton in `O(tag length * pattern length)` and regexes run on the `regex` crate.
 //!
 //! ```
-//! use weir_route::{PatternSet, RouteTable};
+//! use weir_route::{PatternSet, TagCache};
 //!
-//! let table = RouteTable::new(vec![
+//! let rules = [
 //!     (PatternSet::parse("app.{web,api}.**").unwrap(), "app"),
 //!     (PatternSet::parse(r"/(?!debug\.).*/ audit").unwrap(), "rest"),
-//! ]);
-//! assert_eq!(table.lookup("app.web"), Some("app"));
-//! assert_eq!(table.lookup("app.api.v2"), Some("app"));
-//! assert_eq!(table.lookup("system.kernel"), Some("rest"));
-//! assert_eq!(table.lookup("debug.trace"), None);
+//! ];
+//! let cache = TagCache::new(1024);
+//! let route = |tag: &str| {
+//!     cache.get_or_insert_with(tag, || rules.iter().find(|(p, _)| p.matches(tag)).map(|r| r.1))
+//! };
+//! assert_eq!(route("app.web"), Some("app"));
+//! assert_eq!(route("app.api.v2"), Some("app"));
+//! assert_eq!(route("system.kernel"), Some("rest"));
+//! assert_eq!(route("debug.trace"), None);
 //! ```
 
 mod cache;
@@ -32,12 +35,11 @@ mod error;
 mod glob;
 pub mod placeholder;
 mod regex_pattern;
-mod table;
 
 pub use cache::TagCache;
+pub use cache::{DEFAULT_CACHE_CAPACITY, MAX_CACHED_TAG_LEN};
 pub use error::PatternError;
 pub use glob::MAX_BRACE_DEPTH;
-pub use table::{RouteTable, DEFAULT_CACHE_CAPACITY, MAX_CACHED_TAG_LEN};
 
 /// One compiled tag pattern.
 ///
