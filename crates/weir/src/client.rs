@@ -149,7 +149,7 @@ impl Connection {
                 .unwrap_or_else(|| "weir-cat".into()),
         };
         let salt: [u8; 16] = rand::random();
-        let salt = hex_lower(&salt);
+        let salt = hex::encode(salt);
         let (username, pw_digest) = if helo.auth.is_empty() {
             (String::new(), String::new())
         } else {
@@ -242,10 +242,6 @@ fn read_certs(
         bail!("{}: no PEM certificate", path.display());
     }
     Ok(certs)
-}
-
-fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn tls_connect(
@@ -397,27 +393,11 @@ pub fn encode_requests(
 
 /// A fresh chunk id as Fluentd writes it: Base64 of 16 random bytes, with a trailing newline.
 pub fn new_chunk_id() -> Bytes {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    use base64::Engine as _;
     let raw: [u8; 16] = rand::random();
-    let mut out = Vec::with_capacity(25);
-    for chunk in raw.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..4 {
-            if i < chars {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]);
-            } else {
-                out.push(b'=');
-            }
-        }
-    }
-    out.push(b'\n');
-    Bytes::from(out)
+    let mut id = base64::engine::general_purpose::STANDARD.encode(raw);
+    id.push('\n');
+    Bytes::from(id)
 }
 
 #[cfg(test)]
