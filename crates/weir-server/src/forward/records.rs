@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
-use weir_proto::msgpack::{write_map_len, write_str};
+use weir_proto::msgpack::{read_header, write_map_len, write_str, Header};
 use weir_proto::{EntryRef, EventBatch};
 
 use super::config::{normalize, ForwardConfig};
@@ -39,24 +39,10 @@ pub(crate) async fn extra_keys(cfg: &ForwardConfig, peer: SocketAddr) -> Option<
     (!pairs.is_empty()).then_some(ExtraKeys { pairs })
 }
 
-/// Reads a msgpack map header: (entries, header length).
+/// A record's map header: (entries, header length). None if the bytes are not a map.
 fn map_header(record: &[u8]) -> Option<(u32, usize)> {
-    let first = *record.first()?;
-    match first {
-        0x80..=0x8f => Some((u32::from(first & 0x0f), 1)),
-        0xde => Some((
-            u32::from(u16::from_be_bytes([*record.get(1)?, *record.get(2)?])),
-            3,
-        )),
-        0xdf => Some((
-            u32::from_be_bytes([
-                *record.get(1)?,
-                *record.get(2)?,
-                *record.get(3)?,
-                *record.get(4)?,
-            ]),
-            5,
-        )),
+    match read_header(record, 0) {
+        Ok((Header::Map(n), len)) => Some((n, len)),
         _ => None,
     }
 }
