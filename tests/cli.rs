@@ -308,3 +308,48 @@ fn tls_port_health_checks_are_quiet() {
     let warns = weir.warnings();
     assert!(warns.is_empty(), "{warns:?}");
 }
+
+#[test]
+fn pid_file_is_written_while_running_and_removed_at_exit() {
+    let dir = Scratch::new("pid-file");
+    let port = weir_e2e::free_port();
+    let conf = dir.write(
+        "weir.conf",
+        format!("<source>\n @type forward\n bind 127.0.0.1\n port {port}\n</source>\n<match **>\n @type null\n</match>\n"),
+    );
+    let pid_file = dir.path().join("weir.pid");
+    let mut child = Command::new(weir_bin())
+        .args(["run", "-c"])
+        .arg(&conf)
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting weir");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !pid_file.exists() {
+        assert!(std::time::Instant::now() < deadline, "no pid file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let written = std::fs::read_to_string(&pid_file).unwrap();
+    assert_eq!(written.trim(), child.id().to_string());
+    // SIGHUP does not stop weir (reload is not supported yet; it says so in its log).
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP must not stop weir"
+    );
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(child.wait().unwrap().success());
+    assert!(!pid_file.exists(), "the pid file is removed at exit");
+}
