@@ -209,6 +209,21 @@ fn help_describes_every_command_and_version_prints() {
         Duration::from_secs(10),
     );
     assert!(ok && out.starts_with("weir "), "{out}");
+    // The build it came from: the commit (a hex id, or "unknown" outside a git checkout), the
+    // profile, the target and the compiler.
+    let commit = out
+        .split("(commit ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_default();
+    assert!(
+        commit == "unknown" || (commit.len() >= 7 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "no commit in --version: {out}"
+    );
+    assert!(
+        out.contains(" build for ") && out.contains("rustc "),
+        "{out}"
+    );
 }
 
 #[test]

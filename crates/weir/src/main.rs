@@ -7,9 +7,23 @@ mod run;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// What `weir --version` prints: the release, then the build it came from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("WEIR_BUILD_COMMIT"),
+    ", ",
+    env!("WEIR_BUILD_PROFILE"),
+    " build for ",
+    env!("WEIR_BUILD_TARGET"),
+    ", ",
+    env!("WEIR_BUILD_RUSTC"),
+    ")"
+);
+
 /// weir: a log aggregator that speaks the Fluentd forward protocol.
 #[derive(Parser)]
-#[command(name = "weir", version, about, long_about = None, propagate_version = true)]
+#[command(name = "weir", version = VERSION, about, long_about = None, propagate_version = true)]
 struct Cli {
     /// How much weir logs: error, warn, info, debug or trace (or a tracing filter such as
     /// "info,weir_server=debug").
