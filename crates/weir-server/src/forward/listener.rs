@@ -80,6 +80,46 @@ impl ForwardListener {
             proto: "udp",
             source,
         })?;
+        Self::assemble(config, pipeline, shutdown, tls, tcp, udp, local)
+    }
+
+    /// Like [`ForwardListener::bind`], on sockets that are already bound: those of the
+    /// previous config, from [`BoundForward::try_clone_sockets`], so that a config reload
+    /// keeps the port open and forwarders see no refused connection.
+    pub fn adopt(
+        config: ForwardConfig,
+        pipeline: Arc<Pipeline>,
+        shutdown: CancellationToken,
+        sockets: (std::net::TcpListener, std::net::UdpSocket),
+    ) -> Result<BoundForward, ListenError> {
+        let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+        let (tcp, udp) = sockets;
+        let fail = |proto, source| ListenError::Bind {
+            addr: SocketAddr::from(([0, 0, 0, 0], config.port)),
+            proto,
+            source,
+        };
+        let local = tcp.local_addr().map_err(|e| fail("tcp", e))?;
+        let tcp = tcp
+            .set_nonblocking(true)
+            .and_then(|()| TcpListener::from_std(tcp))
+            .map_err(|e| fail("tcp", e))?;
+        let udp = udp
+            .set_nonblocking(true)
+            .and_then(|()| UdpSocket::from_std(udp))
+            .map_err(|e| fail("udp", e))?;
+        Self::assemble(config, pipeline, shutdown, tls, tcp, udp, local)
+    }
+
+    fn assemble(
+        config: ForwardConfig,
+        pipeline: Arc<Pipeline>,
+        shutdown: CancellationToken,
+        tls: Option<TlsAcceptor>,
+        tcp: TcpListener,
+        udp: UdpSocket,
+        local: SocketAddr,
+    ) -> Result<BoundForward, ListenError> {
         tracing::info!(source = %config.id, addr = %local, tls = tls.is_some(), shared_key = config.security.is_some(), "listening for forward connections");
         Ok(BoundForward {
             tcp,
@@ -129,6 +169,13 @@ impl BoundForward {
     /// The source's counters.
     pub fn stats(&self) -> Arc<ForwardStats> {
         Arc::clone(&self.shared.stats)
+    }
+
+    /// Duplicates the listening TCP and UDP sockets (see [`ForwardListener::adopt`]).
+    pub fn try_clone_sockets(&self) -> io::Result<(std::net::TcpListener, std::net::UdpSocket)> {
+        let tcp = SockRef::from(&self.tcp).try_clone()?;
+        let udp = SockRef::from(&self.udp).try_clone()?;
+        Ok((tcp.into(), udp.into()))
     }
 
     /// Serves until the shutdown token fires; then stops accepting, lets every connection
