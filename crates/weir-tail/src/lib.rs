@@ -1,0 +1,29 @@
+//! weir's live tail: `tail -f | grep` over the events entering an aggregator.
+//!
+//! This crate owns the server side and the wire format of `weir tail`:
+//!
+//! * [`Hub`]: the pipeline calls [`Hub::publish`] for every request that enters it; each
+//!   subscriber gets the events its [`TailFilter`] keeps through a bounded queue of its own,
+//!   and a slow subscriber loses events (and is told how many) without ever slowing ingest;
+//! * the filters ([`TailFilter`], [`FieldMatch`]): a tag pattern, `key=regex` conditions that
+//!   must all match, `key=regex` conditions that exclude, a source id;
+//! * the line formats ([`LineFormat`]): `ltsv`, `json` and `out_file`, written by the same
+//!   `weir-format` formatters as the file output;
+//! * the request as it travels in a URL query ([`TailRequest`]) and the streaming HTTP
+//!   endpoint ([`routes`]), which the admin endpoint mounts behind its access token.
+//!
+//! The stream is lines: event lines, control lines starting with [`CONTROL_PREFIX`]
+//! (`# weir: 12 events dropped (slow reader)`, `# weir: end (...)`), and empty lines as a
+//! heartbeat. It does not own the admin endpoint, its token, or the `weir tail` client.
+
+mod filter;
+mod format;
+mod http;
+mod hub;
+mod request;
+
+pub use filter::{FieldMatch, FilterError, TailFilter};
+pub use format::{LineFormat, LineWriter};
+pub use http::{routes, TAIL_PATH};
+pub use hub::{Hub, HubClosed, HubConfig, Subscription, CONTROL_PREFIX};
+pub use request::{RequestError, TailRequest};
