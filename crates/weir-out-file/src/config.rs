@@ -7,7 +7,7 @@ use std::sync::Arc;
 use weir_config::{ConfigError, Element, Param, Section};
 use weir_format::{formatter_from_section, Formatter, Inject, TimeZoneSpec};
 use weir_route::placeholder::{ChunkKeys, Template};
-use weir_store::{BufferConfig, BufferDefaults, FlushMode};
+use weir_store::{BufferConfig, BufferDefaults, FlushMode, TimekeyZone};
 
 use crate::path::{generate_path_template, PathTemplate, RubyStrftime};
 
@@ -347,7 +347,10 @@ impl FileOutputConfig {
                 timekey: keys.timekey.map(|t| t as u64),
                 keys: keys.record_keys.iter().map(|k| k.name.clone()).collect(),
             };
-            let zone = TimeZoneSpec::Fixed(keys.utc_offset as i32);
+            let zone = match keys.zone {
+                TimekeyZone::Fixed(o) => TimeZoneSpec::Fixed(o as i32),
+                TimekeyZone::Named(tz) => TimeZoneSpec::Named(tz),
+            };
             let suffix = if add_path_suffix {
                 path_suffix.as_str()
             } else {

@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use serde_json::json;
 use weir_out_file::FileOutput;
-use weir_store::FlushMode;
+use weir_store::{FlushMode, TimekeyZone};
 
 /// Fluentd's `CONFIG` in test_out_file.rb.
 fn config(dir: &std::path::Path) -> String {
@@ -118,7 +118,7 @@ fn path_time_slice_format_and_star() {
         // compat_parameters: time_slice_format with %H gives timekey 3600; utc gives
         // timekey_use_utc.
         assert_eq!(buf.keys.timekey, Some(3600));
-        assert_eq!(buf.keys.utc_offset, 0);
+        assert_eq!(buf.keys.zone, TimekeyZone::Fixed(0));
         let out = FileOutput::new(cfg);
         let written = write_all(&out, &chunks(&buf, "test", &ev));
         assert_eq!(written, vec![d.join(expect)]);
@@ -173,7 +173,7 @@ fn timezone_offset() {
     let d = temp_dir("tz");
     let body = format!("path {}/out_file_test\ntimezone -03:30", d.display());
     let (cfg, buf) = configure(&body).expect("configures");
-    assert_eq!(buf.keys.utc_offset, -(3 * 3600 + 1800));
+    assert_eq!(buf.keys.zone, TimekeyZone::Fixed(-(3 * 3600 + 1800)));
     let written = write_all(
         &FileOutput::new(cfg),
         &chunks(&buf, "test", &[(T_2011, rec(json!({"a": 1})))]),

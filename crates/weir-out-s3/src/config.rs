@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use weir_config::{ConfigError, Element, Section};
 use weir_format::{formatter_from_section, Formatter, Inject, TimeZoneSpec};
-use weir_store::{BufferConfig, BufferDefaults};
+use weir_store::{BufferConfig, BufferDefaults, TimekeyZone};
 
 use crate::key::{IndexFormat, KeyTemplate};
 
@@ -198,9 +198,12 @@ const UNSUPPORTED_SECTIONS: [(&str, &str); 4] = [
 
 /// The local UTC offset used when the buffer has no `timekey_zone`: the buffer computes it.
 fn zone_of(buffer: &BufferConfig) -> TimeZoneSpec {
-    match i32::try_from(buffer.keys.utc_offset) {
-        Ok(0) | Err(_) => TimeZoneSpec::Utc,
-        Ok(o) => TimeZoneSpec::Fixed(o),
+    match buffer.keys.zone {
+        TimekeyZone::Named(tz) => TimeZoneSpec::Named(tz),
+        TimekeyZone::Fixed(o) => match i32::try_from(o) {
+            Ok(0) | Err(_) => TimeZoneSpec::Utc,
+            Ok(o) => TimeZoneSpec::Fixed(o),
+        },
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use weir_config::{ConfigError, Section};
 
-use crate::key::{parse_utc_offset, ChunkKeySpec, RecordKey};
+use crate::key::{ChunkKeySpec, RecordKey, TimekeyZone};
 use crate::retry::RetryParams;
 
 /// Where chunks live.
@@ -216,7 +216,7 @@ impl BufferConfig {
             keys: ChunkKeySpec {
                 tag: false,
                 timekey: None,
-                utc_offset: 0,
+                zone: TimekeyZone::Fixed(0),
                 record_keys: Vec::new(),
             },
             timekey_wait: Duration::from_secs(600),
@@ -330,19 +330,19 @@ impl BufferConfig {
         }
         let use_utc = get!(s.boolean("timekey_use_utc")).unwrap_or(false);
         let zone = s.string("timekey_zone");
-        cfg.keys.utc_offset = if use_utc {
-            0
+        cfg.keys.zone = if use_utc {
+            TimekeyZone::Fixed(0)
         } else if let Some(z) = zone {
-            match parse_utc_offset(&z) {
-                Ok(o) => o,
+            match TimekeyZone::parse(&z) {
+                Ok(zone) => zone,
                 Err(m) => {
                     errors.push(s.error(Some("timekey_zone"), m));
-                    0
+                    TimekeyZone::Fixed(0)
                 }
             }
         } else {
             // Fluentd's default is the local offset at start-up, kept fixed.
-            i64::from(chrono::Local::now().offset().local_minus_utc())
+            TimekeyZone::Fixed(i64::from(chrono::Local::now().offset().local_minus_utc()))
         };
 
         // Limits.

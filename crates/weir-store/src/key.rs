@@ -1,5 +1,6 @@
 //! Chunk keys: which events share a chunk (Fluentd's `<buffer tag, time, key>` argument).
 
+use chrono::{DateTime, LocalResult, Offset, TimeZone};
 use weir_proto::msgpack::{read_header, read_payload, skip_value, Header};
 use weir_proto::EventTime;
 
@@ -71,8 +72,9 @@ pub struct ChunkKeySpec {
     pub tag: bool,
     /// `time` is a chunk key with this range length in seconds.
     pub timekey: Option<i64>,
-    /// The UTC offset in seconds used to align time ranges (0 with `timekey_use_utc`).
-    pub utc_offset: i64,
+    /// The zone whose local clock time ranges are aligned on (`timekey_zone`; UTC with
+    /// `timekey_use_utc`).
+    pub zone: TimekeyZone,
     /// Record keys, in configuration order.
     pub record_keys: Vec<RecordKey>,
 }
@@ -89,13 +91,117 @@ impl ChunkKeySpec {
             tag: self.tag.then(|| tag.to_string()),
             timekey: self
                 .timekey
-                .map(|tk| timekey_of(i64::from(time.sec), tk, self.utc_offset)),
+                .map(|tk| self.zone.timekey_of(i64::from(time.sec), tk)),
             variables: self
                 .record_keys
                 .iter()
                 .map(|k| (k.name.clone(), record_value_string(record, &k.path)))
                 .collect(),
         }
+    }
+
+    /// The end of the time range that starts at `start` (the start of the next range): `start +
+    /// timekey`, except in a named zone, where a day that has a daylight-saving change is 23
+    /// or 25 hours long. `start + timekey` without `time` as a chunk key.
+    pub fn slice_end(&self, start: i64) -> i64 {
+        match self.timekey {
+            Some(tk) => self.zone.slice_end(start, tk),
+            None => start,
+        }
+    }
+}
+
+/// The zone time ranges (`timekey`) are aligned in: `timekey_zone`, or UTC with
+/// `timekey_use_utc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimekeyZone {
+    /// A fixed offset east of UTC, in seconds (0 is UTC).
+    Fixed(i64),
+    /// An IANA zone (`Asia/Tokyo`, `America/New_York`): each instant uses the offset in force
+    /// then, so ranges follow the zone's daylight-saving changes.
+    Named(chrono_tz::Tz),
+}
+
+impl Default for TimekeyZone {
+    fn default() -> Self {
+        TimekeyZone::Fixed(0)
+    }
+}
+
+impl TimekeyZone {
+    /// Parses a `timekey_zone` value: a fixed offset as [`parse_utc_offset`] reads it, or an
+    /// IANA name of the form `Region/Zone` or `Region/Zone/Zone` known to the time zone
+    /// database (Fluentd's `Fluent::Timezone` rules; abbreviations such as `JST` are refused).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let parts: Vec<&str> = t.split('/').collect();
+        if (parts.len() == 2 || parts.len() == 3) && parts.iter().all(|p| !p.is_empty()) {
+            return t
+                .parse::<chrono_tz::Tz>()
+                .map(TimekeyZone::Named)
+                .map_err(|_| {
+                    format!("'{s}': unknown time zone (not in the IANA time zone database)")
+                });
+        }
+        parse_utc_offset(t).map(TimekeyZone::Fixed).map_err(|_| {
+            format!(
+                "'{s}': expected a fixed offset (+0900, -05:00, +09, UTC) or an IANA zone name such as Asia/Tokyo"
+            )
+        })
+    }
+
+    /// The zone's offset east of UTC at the instant `t` (Unix seconds).
+    pub fn offset_at(&self, t: i64) -> i64 {
+        match self {
+            TimekeyZone::Fixed(o) => *o,
+            TimekeyZone::Named(tz) => match DateTime::from_timestamp(t, 0) {
+                Some(dt) => i64::from(
+                    tz.offset_from_utc_datetime(&dt.naive_utc())
+                        .fix()
+                        .local_minus_utc(),
+                ),
+                None => 0,
+            },
+        }
+    }
+
+    /// The start of the `timekey`-second range holding `t`.
+    ///
+    /// Ranges are aligned on the zone's local clock: with a fixed offset, on multiples of
+    /// `timekey` since local midnight of 1970-01-01 (Fluentd's formula). In a named zone the
+    /// local time of `t` is rounded down the same way and turned back into an instant with
+    /// the zone's rules, so a one-day range starts at the real local midnight on the days the
+    /// clocks change too: a day with a spring-forward change is 23 hours long, one with a
+    /// fall-back change 25 hours. When the rounded local time happens twice (clocks set back),
+    /// the range is the one holding `t`; when it does not exist (clocks set forward over it),
+    /// the range starts at the change.
+    pub fn timekey_of(&self, t: i64, timekey: i64) -> i64 {
+        match self {
+            TimekeyZone::Fixed(o) => timekey_of(t, timekey, *o),
+            TimekeyZone::Named(tz) => named_timekey_of(tz, t, timekey),
+        }
+    }
+
+    /// The start of the range after the one starting at `start`.
+    pub fn slice_end(&self, start: i64, timekey: i64) -> i64 {
+        if timekey <= 0 {
+            return start;
+        }
+        if let TimekeyZone::Fixed(_) = self {
+            return start + timekey;
+        }
+        // A range is at most one hour longer than timekey (a fall-back change): probe past
+        // its nominal end until a later range begins.
+        let step = timekey.min(3600);
+        let mut probe = start + timekey;
+        for _ in 0..4 {
+            let next = self.timekey_of(probe, timekey);
+            if next > start {
+                return next;
+            }
+            probe += step;
+        }
+        start + timekey
     }
 }
 
@@ -108,8 +214,57 @@ pub fn timekey_of(t: i64, timekey: i64, utc_offset: i64) -> i64 {
     t - (t + utc_offset).rem_euclid(timekey)
 }
 
+/// [`TimekeyZone::timekey_of`] for a named zone.
+fn named_timekey_of(tz: &chrono_tz::Tz, t: i64, timekey: i64) -> i64 {
+    if timekey <= 0 {
+        return t;
+    }
+    let zone = TimekeyZone::Named(*tz);
+    let local = t + zone.offset_at(t);
+    let floor = local - local.rem_euclid(timekey);
+    let fallback = t - local.rem_euclid(timekey);
+    let Some(naive) = DateTime::from_timestamp(floor, 0).map(|d| d.naive_utc()) else {
+        return fallback;
+    };
+    match tz.from_local_datetime(&naive) {
+        LocalResult::Single(d) if d.timestamp() <= t => d.timestamp(),
+        LocalResult::Ambiguous(a, b) => {
+            // The later of the two instants that is not after t: the range holding t.
+            let (a, b) = (a.timestamp(), b.timestamp());
+            let (early, late) = (a.min(b), a.max(b));
+            if late <= t {
+                late
+            } else if early <= t {
+                early
+            } else {
+                fallback
+            }
+        }
+        LocalResult::None => {
+            // The rounded local time fell in a gap: the range begins at the change, the first
+            // instant whose local time is at or after `floor`. Local time only moves forward
+            // across a gap, so a binary search over the preceding two days finds it.
+            let local_at = |u: i64| u + zone.offset_at(u);
+            let (mut lo, mut hi) = (t - timekey - 2 * 86_400, t);
+            if local_at(lo) >= floor {
+                return fallback;
+            }
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if local_at(mid) >= floor {
+                    hi = mid;
+                } else {
+                    lo = mid;
+                }
+            }
+            hi
+        }
+        LocalResult::Single(_) => fallback,
+    }
+}
+
 /// Parses a fixed UTC offset as Fluentd's `timekey_zone` accepts it: `+0900`, `-05:00`, `+09`,
-/// `UTC`, `Z`. Named zones (`Asia/Tokyo`) need a time zone database weir does not carry.
+/// `UTC`, `Z`. Named zones are read by [`TimekeyZone::parse`].
 pub fn parse_utc_offset(s: &str) -> Result<i64, String> {
     let t = s.trim();
     if t.eq_ignore_ascii_case("utc") || t.eq_ignore_ascii_case("gmt") || t == "Z" {
@@ -120,7 +275,7 @@ pub fn parse_utc_offset(s: &str) -> Result<i64, String> {
         Some(b'-') => (-1, &t[1..]),
         _ => {
             return Err(format!(
-                "'{s}': only fixed offsets such as +0900 or -05:00 (or UTC) are supported; named zones are not"
+                "'{s}': expected a fixed offset such as +0900 or -05:00, or UTC"
             ))
         }
     };
@@ -271,6 +426,144 @@ mod tests {
         assert_eq!(parse_utc_offset("UTC"), Ok(0));
         assert!(parse_utc_offset("Asia/Tokyo").is_err());
         assert!(parse_utc_offset("+2500").is_err());
+    }
+
+    #[test]
+    fn zones_parse_fixed_and_named() {
+        assert_eq!(TimekeyZone::parse("+0900"), Ok(TimekeyZone::Fixed(32400)));
+        assert_eq!(TimekeyZone::parse("UTC"), Ok(TimekeyZone::Fixed(0)));
+        assert_eq!(
+            TimekeyZone::parse("Asia/Tokyo"),
+            Ok(TimekeyZone::Named(chrono_tz::Tz::Asia__Tokyo))
+        );
+        assert_eq!(
+            TimekeyZone::parse("America/Argentina/Buenos_Aires"),
+            Ok(TimekeyZone::Named(
+                chrono_tz::Tz::America__Argentina__Buenos_Aires
+            ))
+        );
+        for bad in ["Asia/Nowhere", "JST", "Tokyo", "Asia/", "a/b/c/d", "+2500"] {
+            assert!(TimekeyZone::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    const NY: TimekeyZone = TimekeyZone::Named(chrono_tz::Tz::America__New_York);
+
+    /// Unix seconds of a UTC date and time.
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
+        chrono::NaiveDate::from_ymd_opt(y, mo, d)
+            .and_then(|d| d.and_hms_opt(h, mi, 0))
+            .map(|t| t.and_utc().timestamp())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn named_zone_without_changes_is_a_fixed_offset() {
+        let tokyo = TimekeyZone::Named(chrono_tz::Tz::Asia__Tokyo);
+        let t = 1_704_139_200;
+        assert_eq!(tokyo.timekey_of(t, 86400), timekey_of(t, 86400, 32400));
+        assert_eq!(tokyo.timekey_of(t, 3600), t);
+        assert_eq!(tokyo.slice_end(1_704_121_200, 86400), 1_704_121_200 + 86400);
+    }
+
+    #[test]
+    fn days_follow_the_spring_forward_change() {
+        // 2024-03-10: New York moves from EST (-5) to EDT (-4) at 07:00Z (02:00 local).
+        let midnight = utc(2024, 3, 10, 5, 0); // 00:00 EST
+        for t in [
+            midnight,
+            utc(2024, 3, 10, 6, 59),
+            utc(2024, 3, 10, 12, 0),
+            utc(2024, 3, 11, 3, 59),
+        ] {
+            assert_eq!(NY.timekey_of(t, 86400), midnight, "{t}");
+        }
+        // The next day starts at 00:00 EDT, 23 hours later.
+        assert_eq!(
+            NY.timekey_of(utc(2024, 3, 11, 4, 0), 86400),
+            utc(2024, 3, 11, 4, 0)
+        );
+        assert_eq!(NY.slice_end(midnight, 86400), midnight + 23 * 3600);
+        // Fluentd's formula would start the slice at 04:00Z (the offset of the event's time),
+        // which is 23:00 on the 9th in New York.
+        assert_eq!(
+            timekey_of(utc(2024, 3, 10, 12, 0), 86400, -4 * 3600),
+            utc(2024, 3, 10, 4, 0)
+        );
+        // Hours: 01:00 EST is followed by 03:00 EDT.
+        assert_eq!(
+            NY.timekey_of(utc(2024, 3, 10, 6, 30), 3600),
+            utc(2024, 3, 10, 6, 0)
+        );
+        assert_eq!(
+            NY.timekey_of(utc(2024, 3, 10, 7, 30), 3600),
+            utc(2024, 3, 10, 7, 0)
+        );
+        assert_eq!(
+            NY.slice_end(utc(2024, 3, 10, 6, 0), 3600),
+            utc(2024, 3, 10, 7, 0)
+        );
+    }
+
+    #[test]
+    fn days_follow_the_fall_back_change() {
+        // 2024-11-03: New York moves from EDT (-4) to EST (-5) at 06:00Z (02:00 local).
+        let midnight = utc(2024, 11, 3, 4, 0); // 00:00 EDT
+        for t in [
+            midnight,
+            utc(2024, 11, 3, 5, 30),
+            utc(2024, 11, 3, 6, 30),
+            utc(2024, 11, 4, 4, 59),
+        ] {
+            assert_eq!(NY.timekey_of(t, 86400), midnight, "{t}");
+        }
+        assert_eq!(
+            NY.timekey_of(utc(2024, 11, 4, 5, 0), 86400),
+            utc(2024, 11, 4, 5, 0)
+        );
+        assert_eq!(NY.slice_end(midnight, 86400), midnight + 25 * 3600);
+        // 01:00-02:00 local happens twice: two hour ranges, one per real hour.
+        assert_eq!(
+            NY.timekey_of(utc(2024, 11, 3, 5, 30), 3600),
+            utc(2024, 11, 3, 5, 0)
+        );
+        assert_eq!(
+            NY.timekey_of(utc(2024, 11, 3, 6, 30), 3600),
+            utc(2024, 11, 3, 6, 0)
+        );
+        assert_eq!(
+            NY.slice_end(utc(2024, 11, 3, 5, 0), 3600),
+            utc(2024, 11, 3, 6, 0)
+        );
+    }
+
+    #[test]
+    fn a_day_that_starts_in_a_gap_starts_at_the_change() {
+        // 2019-09-08: Santiago (Chile) moved from -04 to -03 at 04:00Z, 00:00 local: that day
+        // had no midnight and began at 01:00.
+        let scl = TimekeyZone::Named(chrono_tz::Tz::America__Santiago);
+        let change = utc(2019, 9, 8, 4, 0);
+        assert_eq!(scl.offset_at(change - 1), -4 * 3600);
+        assert_eq!(scl.offset_at(change), -3 * 3600);
+        assert_eq!(scl.timekey_of(change + 3600, 86400), change);
+        assert_eq!(scl.timekey_of(change - 1, 86400), change - 86400);
+    }
+
+    proptest::proptest! {
+        /// Every instant lies in its range, ranges are consecutive, and a fixed zone agrees
+        /// with Fluentd's formula.
+        #[test]
+        fn named_ranges_hold_their_instants(t in 0i64..4_102_444_800, tk in proptest::sample::select(vec![60i64, 900, 3600, 86400])) {
+            for zone in [NY, TimekeyZone::Named(chrono_tz::Tz::Europe__London), TimekeyZone::Named(chrono_tz::Tz::Australia__Lord_Howe)] {
+                let start = zone.timekey_of(t, tk);
+                let end = zone.slice_end(start, tk);
+                proptest::prop_assert!(start <= t && t < end, "{zone:?} {t} {tk}: {start}..{end}");
+                proptest::prop_assert_eq!(zone.timekey_of(end, tk), end);
+                proptest::prop_assert_eq!(zone.timekey_of(start, tk), start);
+            }
+            let fixed = TimekeyZone::Fixed(19800);
+            proptest::prop_assert_eq!(fixed.timekey_of(t, tk), timekey_of(t, tk, 19800));
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub use config::{
 };
 pub use error::{StoreError, WriteError};
 pub use flush::{spawn_flusher, ChunkSink};
-pub use key::{ChunkKey, ChunkKeySpec, RecordKey};
+pub use key::{ChunkKey, ChunkKeySpec, RecordKey, TimekeyZone};
 pub use read::{ChunkEvents, ChunkReader};
 pub use retry::{RetryParams, RetryState};
 pub use store::{Buffer, BufferStats, ChunkRef, Commit, RecoveryReport};

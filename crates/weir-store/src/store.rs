@@ -658,8 +658,9 @@ impl Inner {
                 FlushMode::Immediate => true,
                 FlushMode::Interval => c.created + self.cfg.flush_interval.as_secs_f64() <= now,
                 FlushMode::Lazy => match (c.key.timekey, self.cfg.keys.timekey) {
-                    (Some(tk), Some(unit)) => {
-                        (tk + unit) as f64 + self.cfg.timekey_wait.as_secs_f64() <= now
+                    (Some(tk), Some(_)) => {
+                        self.cfg.keys.slice_end(tk) as f64 + self.cfg.timekey_wait.as_secs_f64()
+                            <= now
                     }
                     _ => false,
                 },

@@ -61,7 +61,7 @@ fn config_defaults_and_fluentd_rules() {
     );
     assert!(c.keys.tag);
     assert_eq!(c.keys.timekey, Some(3600));
-    assert_eq!(c.keys.utc_offset, 0);
+    assert_eq!(c.keys.zone, weir_store::TimekeyZone::Fixed(0));
     assert_eq!(c.keys.record_keys.len(), 2);
 
     let c = parse("<buffer>\n@type file\npath /var/log/fluent/myapp.*.buffer\nqueue_limit_length 4\nchunk_limit_size 1m\noverflow_action block\ntimekey_zone +0900\n</buffer>\n").expect("ok");
@@ -88,8 +88,12 @@ fn config_defaults_and_fluentd_rules() {
         ("<buffer>\n@type redis\n</buffer>\n", "unknown buffer type"),
         ("<buffer>\n@type file\n</buffer>\n", "needs 'path'"),
         (
-            "<buffer time>\ntimekey 60\ntimekey_zone Asia/Tokyo\n</buffer>\n",
-            "named zones",
+            "<buffer time>\ntimekey 60\ntimekey_zone Asia/Nowhere\n</buffer>\n",
+            "unknown time zone",
+        ),
+        (
+            "<buffer time>\ntimekey 60\ntimekey_zone JST\n</buffer>\n",
+            "IANA zone name",
         ),
         ("<buffer $['a']>\n</buffer>\n", "bracket"),
         (
