@@ -372,6 +372,8 @@ pub struct Pipeline {
     labels: Arc<Labels>,
     entry: LabelId,
     outputs: Arc<Vec<Arc<dyn Output>>>,
+    /// The live tail this handle shows its requests to, and the id of its source.
+    tap: Option<(Arc<weir_tail::Hub>, Arc<str>)>,
 }
 
 impl Pipeline {
@@ -400,6 +402,7 @@ impl Pipeline {
             }),
             entry: 0,
             outputs: Arc::new(outputs),
+            tap: None,
         }
     }
 
@@ -409,13 +412,25 @@ impl Pipeline {
             labels: Arc::clone(&self.labels),
             entry: label,
             outputs: Arc::clone(&self.outputs),
+            tap: self.tap.clone(),
         }
+    }
+
+    /// The same handle, showing every request it is given to the live tail's `hub` as coming
+    /// from source `source_id`, before routing. Handles made from it by
+    /// [`Pipeline::entering_at`] keep the tap.
+    pub fn with_tap(mut self, hub: Arc<weir_tail::Hub>, source_id: &str) -> Pipeline {
+        self.tap = Some((hub, Arc::from(source_id)));
+        self
     }
 
     /// Routes one request's events. Events whose tag matches no `<match>` are dropped and
     /// counted, with one warning per tag, as Fluentd does; they still count as accepted, because
     /// sending them again would not change where they go.
     pub fn emit(&self, tag: &str, events: &EventBatch) -> Accepted {
+        if let Some((hub, source)) = &self.tap {
+            hub.publish(source, tag, events);
+        }
         self.labels.emit(self.entry, tag, events, 0)
     }
 
