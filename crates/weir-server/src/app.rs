@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,8 @@ use weir_config::{ConfigError, Element, Section};
 use weir_route::PatternSet;
 use weir_store::ChunkSink;
 
-use crate::forward::{BoundForward, ForwardConfig, ForwardListener, ListenError};
+use crate::forward::{BoundForward, ForwardConfig, ForwardListener, ForwardStats, ListenError};
+use crate::monitor::{Metered, MeteredFilter, PluginMeta, SourceMetrics};
 use crate::outputs::{
     BufferedOutput, CopyOutput, CopyStore, NullOutput, RelabelOutput, RewriteTagOutput,
     SinkStarter, Sinks, StdoutOutput,
@@ -66,6 +68,26 @@ pub struct Plan {
     /// Things Fluentd would only warn about (unused parameters).
     pub warnings: Vec<ConfigError>,
     description: String,
+    /// The admin endpoints: each `<source> @type monitor_agent`, and `<system> rpc_endpoint`.
+    pub admin: Vec<weir_admin::EndpointConfig>,
+    /// The monitor_agent sources with a `tag`: their plugin records are emitted as events.
+    pub monitor_emits: Vec<MonitorEmit>,
+    /// Every input plugin (forward sources, then monitor_agent sources), for the admin API.
+    inputs: Vec<PluginMeta>,
+    /// Every filter, for the admin API.
+    filters: Vec<Arc<MeteredFilter>>,
+}
+
+/// A monitor_agent source with a `tag`: every `emit_interval` it emits one event per plugin
+/// (monitor_agent's fields without `config` and `retry`) under `tag`.
+#[derive(Debug, Clone)]
+pub struct MonitorEmit {
+    /// The tag of the events.
+    pub tag: String,
+    /// How often.
+    pub interval: Duration,
+    /// The label the events enter (the source's `@label`, or the root).
+    pub label: LabelId,
 }
 
 impl Plan {
@@ -101,6 +123,7 @@ struct Builder {
     outputs: Vec<Arc<dyn Output>>,
     description: String,
     next_id: usize,
+    filters: Vec<Arc<MeteredFilter>>,
 }
 
 impl Builder {
@@ -176,6 +199,7 @@ impl Builder {
         let id = self.id_for(s, type_name);
         let _ = s.string("@log_level");
         let line = s.location().to_string();
+        let meta = PluginMeta::new(id.clone(), "output", type_name, s.element());
         let out: Arc<dyn Output> = match type_name {
             "stdout" => {
                 for name in ["format", "inject"] {
@@ -341,6 +365,8 @@ impl Builder {
                 return None;
             }
         };
+        // Every output is counted (emit_count, emit_records) and named for the admin API.
+        let out: Arc<dyn Output> = Arc::new(Metered::new(meta, out));
         self.outputs.push(Arc::clone(&out));
         Some(out)
     }
@@ -384,8 +410,11 @@ impl Builder {
                         match weir_filter::build_filter(type_name, &mut s, id.clone(), &mut self.warnings) {
                             Some(Ok(f)) => {
                                 let _ = writeln!(self.description, "  filter {shown} -> {id} ({type_name}) [{line}]");
+                                let meta = PluginMeta::new(id.clone(), "filter", type_name, child);
+                                let metered = Arc::new(MeteredFilter::new(meta, f));
+                                self.filters.push(Arc::clone(&metered));
                                 if let Some(l) = self.labels.get_mut(label) {
-                                    l.1.push((patterns, Step::Filter(f)));
+                                    l.1.push((patterns, Step::Filter(metered)));
                                 }
                             }
                             Some(Err(mut e)) => self.errors.append(&mut e),
@@ -427,6 +456,7 @@ pub fn plan(root: &Element) -> Result<Plan, Vec<ConfigError>> {
         outputs: Vec::new(),
         description: String::new(),
         next_id: 0,
+        filters: Vec::new(),
     };
     // First every label's name, so that @label may refer to a label defined further down.
     for el in root.children("label") {
@@ -453,6 +483,10 @@ pub fn plan(root: &Element) -> Result<Plan, Vec<ConfigError>> {
     let mut sources = Vec::new();
     let mut source_labels = Vec::new();
     let mut source_desc = String::new();
+    let mut inputs = Vec::new();
+    let mut monitors: Vec<(PluginMeta, weir_admin::EndpointConfig, Option<MonitorEmit>)> =
+        Vec::new();
+    let mut rpc: Option<(weir_admin::EndpointConfig, ConfigError)> = None;
     let root_section = Section::new(root, "the top level");
     for el in &root.elements {
         let context = el.head();
@@ -471,6 +505,7 @@ pub fn plan(root: &Element) -> Result<Plan, Vec<ConfigError>> {
                             if !explicit_id {
                                 c.id = b.gen_id("forward");
                             }
+                            inputs.push(PluginMeta::new(c.id.clone(), "input", "forward", el));
                             let mut extras = Vec::new();
                             if c.tls.is_some() {
                                 extras.push("tls");
@@ -496,9 +531,20 @@ pub fn plan(root: &Element) -> Result<Plan, Vec<ConfigError>> {
                     }
                     b.unused(&s);
                 }
+                Some("monitor_agent") => {
+                    if let Some(m) = monitor_agent(&mut b, &mut s, el) {
+                        let _ = writeln!(
+                            source_desc,
+                            "source {} (monitor_agent) on {}:{} [{}]",
+                            m.0.id, m.1.bind, m.1.port, el.location
+                        );
+                        monitors.push(m);
+                    }
+                    b.unused(&s);
+                }
                 Some(other) => b.errors.push(s.error(
                     Some("@type"),
-                    format!("input plugin '{other}' is not supported by weir (supported: forward)"),
+                    format!("input plugin '{other}' is not supported by weir (supported: forward, monitor_agent)"),
                 )),
                 None => b.errors.push(s.error(None, "missing @type")),
             },
@@ -506,6 +552,26 @@ pub fn plan(root: &Element) -> Result<Plan, Vec<ConfigError>> {
             "label" => {}
             "system" => {
                 let _ = s.string("log_level");
+                if let Some(ep) = s.string("rpc_endpoint") {
+                    match parse_rpc_endpoint(&ep) {
+                        Some((bind, port)) => {
+                            let at = s.error(Some("rpc_endpoint"), "");
+                            rpc = Some((
+                                weir_admin::EndpointConfig {
+                                    bind,
+                                    port,
+                                    role: weir_admin::Role::Rpc,
+                                    token: None,
+                                },
+                                at,
+                            ));
+                        }
+                        None => b.errors.push(s.error(
+                            Some("rpc_endpoint"),
+                            format!("Invalid rpc_endpoint: {ep} (expected HOST:PORT, such as 127.0.0.1:24444)"),
+                        )),
+                    }
+                }
                 match s.integer("workers") {
                     Ok(Some(n)) if n != 1 => b.errors.push(s.error(Some("workers"), "weir runs one worker process; workers must be 1 (weir uses every core in one process)")),
                     Err(e) => b.errors.push(e),
@@ -554,10 +620,16 @@ pub fn plan(root: &Element) -> Result<Plan, Vec<ConfigError>> {
             format!("parameter '{}' outside any directive", p.key),
         ));
     }
+    let admin = admin_endpoints(&mut b, &monitors, rpc);
     if !b.errors.is_empty() {
         return Err(b.errors);
     }
     let error_label = b.label_ids.get("@ERROR").copied();
+    let mut monitor_emits = Vec::new();
+    for (meta, _, emit) in monitors {
+        inputs.push(meta);
+        monitor_emits.extend(emit);
+    }
     Ok(Plan {
         sources,
         source_labels,
@@ -570,41 +642,306 @@ pub fn plan(root: &Element) -> Result<Plan, Vec<ConfigError>> {
         outputs: b.outputs,
         warnings: b.warnings,
         description: format!("{source_desc}{}", b.description),
+        admin,
+        monitor_emits,
+        inputs,
+        filters: b.filters,
     })
 }
 
-/// A started weir: its sources are listening.
+/// The environment variable that gives the admin token when `token` is not set.
+pub const ADMIN_TOKEN_ENV: &str = "WEIR_ADMIN_TOKEN";
+
+/// Reads a `<source> @type monitor_agent`.
+fn monitor_agent(
+    b: &mut Builder,
+    s: &mut Section<'_>,
+    el: &Element,
+) -> Option<(PluginMeta, weir_admin::EndpointConfig, Option<MonitorEmit>)> {
+    let _ = s.string("@log_level");
+    let id = b.id_for(s, "monitor_agent");
+    let label = match s.string("@label") {
+        Some(name) => b.label(s, &name)?,
+        None => 0,
+    };
+    let bind = s.string_or("bind", "127.0.0.1");
+    let port = match s.integer("port") {
+        Ok(None) => 24220,
+        Ok(Some(p)) => match u16::try_from(p) {
+            Ok(p) => p,
+            Err(_) => {
+                b.errors
+                    .push(s.error(Some("port"), format!("port {p} is out of range")));
+                return None;
+            }
+        },
+        Err(e) => {
+            b.errors.push(e);
+            return None;
+        }
+    };
+    let mut flag = |b: &mut Builder, key: &str| match s.boolean(key) {
+        Ok(v) => v.unwrap_or(true),
+        Err(e) => {
+            b.errors.push(e);
+            true
+        }
+    };
+    let include_config = flag(b, "include_config");
+    let include_retry = flag(b, "include_retry");
+    let token = s.string("token").filter(|t| !t.is_empty());
+    let tag = s.string("tag");
+    let interval = match s.duration("emit_interval") {
+        Ok(v) => v.unwrap_or(Duration::from_secs(60)),
+        Err(e) => {
+            b.errors.push(e);
+            return None;
+        }
+    };
+    if interval.is_zero() {
+        b.errors.push(s.error(
+            Some("emit_interval"),
+            "emit_interval must be greater than 0",
+        ));
+        return None;
+    }
+    if !weir_admin::is_loopback(&bind) && token.is_none() && admin_token_from_env().is_none() {
+        b.errors.push(s.error(
+            Some("bind"),
+            format!("monitor_agent listens on {bind}, beyond this machine: set 'token' (or the {ADMIN_TOKEN_ENV} environment variable) so that requests need it"),
+        ));
+    }
+    let emit = tag.map(|tag| MonitorEmit {
+        tag,
+        interval,
+        label,
+    });
+    Some((
+        PluginMeta::new(id, "input", "monitor_agent", el),
+        weir_admin::EndpointConfig {
+            bind,
+            port,
+            role: weir_admin::Role::Monitor {
+                include_config,
+                include_retry,
+            },
+            token,
+        },
+        emit,
+    ))
+}
+
+fn admin_token_from_env() -> Option<String> {
+    std::env::var(ADMIN_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+}
+
+/// Fluentd's `rpc_endpoint` form: `HOST:PORT` or `[V6]:PORT`.
+fn parse_rpc_endpoint(v: &str) -> Option<(String, u16)> {
+    let (host, port) = v.trim().rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let valid = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '.'));
+    if !valid || port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    Some((host.to_string(), port.parse().ok()?))
+}
+
+/// The admin endpoints, with the token each needs: its own `token`, else the first
+/// monitor_agent's, else [`ADMIN_TOKEN_ENV`]. An endpoint beyond loopback without a token is an
+/// error.
+fn admin_endpoints(
+    b: &mut Builder,
+    monitors: &[(PluginMeta, weir_admin::EndpointConfig, Option<MonitorEmit>)],
+    rpc: Option<(weir_admin::EndpointConfig, ConfigError)>,
+) -> Vec<weir_admin::EndpointConfig> {
+    let shared = monitors
+        .iter()
+        .find_map(|m| m.1.token.clone())
+        .or_else(admin_token_from_env);
+    let mut out: Vec<weir_admin::EndpointConfig> = monitors
+        .iter()
+        .map(|m| {
+            let mut ep = m.1.clone();
+            if ep.token.is_none() {
+                ep.token = shared.clone();
+            }
+            ep
+        })
+        .collect();
+    if let Some((mut ep, at)) = rpc {
+        ep.token = shared;
+        if !weir_admin::is_loopback(&ep.bind) && ep.token.is_none() {
+            b.errors.push(ConfigError {
+                message: format!("rpc_endpoint listens on {}, beyond this machine: set 'token' in a monitor_agent source (or the {ADMIN_TOKEN_ENV} environment variable) so that requests need it", ep.bind),
+                ..at
+            });
+        }
+        // The same address as a monitor_agent source: that endpoint serves the RPC calls too.
+        if !out.iter().any(|m| m.bind == ep.bind && m.port == ep.port) {
+            out.push(ep);
+        }
+    }
+    out
+}
+
+/// Where a forward source listens, as configured (`bind`, `port`): the key under which a
+/// config reload hands the listening sockets on.
+pub type SourceKey = (String, u16);
+
+/// Listening sockets kept open across a config reload, by where they listen.
+pub type Handover = HashMap<SourceKey, (std::net::TcpListener, std::net::UdpSocket)>;
+
+/// Duplicates every socket of a handover, so both the old and the new owner hold them.
+pub fn clone_handover(h: &Handover) -> Handover {
+    h.iter()
+        .filter_map(|(k, (t, u))| {
+            let t = t.try_clone().ok()?;
+            let u = u.try_clone().ok()?;
+            Some((k.clone(), (t, u)))
+        })
+        .collect()
+}
+
+/// One input plugin, as the admin API sees it.
+pub struct InputView {
+    /// Its identity.
+    pub meta: PluginMeta,
+    /// For a forward source: its listener's counters and what it handed to the pipeline.
+    pub forward: Option<(Arc<ForwardStats>, Arc<SourceMetrics>)>,
+}
+
+/// What the admin API reads about a running config.
+pub struct View {
+    /// The pipeline (entered at the root), with every output.
+    pub pipeline: Arc<Pipeline>,
+    /// The inputs in config order.
+    pub inputs: Vec<InputView>,
+    /// The filters in config order.
+    pub filters: Vec<Arc<MeteredFilter>>,
+}
+
+/// A plan whose sources have their ports bound, with nothing started yet: no buffer is open
+/// and no connection is accepted (connections wait in the kernel's queue).
+pub struct Prepared {
+    listeners: Vec<BoundForward>,
+    pipeline: Arc<Pipeline>,
+    shutdown: CancellationToken,
+    view: Arc<View>,
+    sockets: Handover,
+    emits: Vec<MonitorEmit>,
+}
+
+impl Prepared {
+    /// Binds every source of `plan`: a source whose `bind` and `port` are in `handover` takes
+    /// those sockets (they leave the map); the others bind their ports.
+    pub async fn bind(
+        plan: Plan,
+        shutdown: CancellationToken,
+        handover: &mut Handover,
+    ) -> Result<Prepared, StartError> {
+        let emits = plan.monitor_emits.clone();
+        let filters = plan.filters.clone();
+        let mut input_metas = plan.inputs.clone().into_iter();
+        let (pipeline, sources) = plan.into_parts();
+        let pipeline = Arc::new(pipeline);
+        let mut listeners = Vec::new();
+        let mut sockets = Handover::new();
+        let mut inputs = Vec::new();
+        for (source, entry) in sources {
+            let id = source.id.clone();
+            let key: SourceKey = (source.bind.clone(), source.port);
+            let metrics = Arc::new(SourceMetrics::default());
+            let entry = Arc::new(entry.counting_into(Arc::clone(&metrics)));
+            let bound = match handover.remove(&key) {
+                Some(socks) => ForwardListener::adopt(source, entry, shutdown.clone(), socks),
+                None => ForwardListener::bind(source, entry, shutdown.clone()).await,
+            }
+            .map_err(|source| StartError::Listen { id, source })?;
+            if let Ok(dup) = bound.try_clone_sockets() {
+                sockets.insert(key, dup);
+            }
+            let meta = input_metas.next().unwrap_or_else(|| PluginMeta {
+                id: String::new(),
+                category: "input",
+                type_name: "forward".into(),
+                config: Vec::new(),
+            });
+            inputs.push(InputView {
+                meta,
+                forward: Some((bound.stats(), metrics)),
+            });
+            listeners.push(bound);
+        }
+        inputs.extend(input_metas.map(|meta| InputView {
+            meta,
+            forward: None,
+        }));
+        Ok(Prepared {
+            listeners,
+            view: Arc::new(View {
+                pipeline: Arc::clone(&pipeline),
+                inputs,
+                filters,
+            }),
+            pipeline,
+            shutdown,
+            sockets,
+            emits,
+        })
+    }
+
+    /// Starts every output (a buffered output opens its buffer, recovering what was left).
+    /// If one fails, those already started are stopped again as for a reload (their file
+    /// buffers stay on disk) before the error is returned.
+    pub async fn start(self) -> Result<Running, StartError> {
+        let outputs = self.pipeline.outputs();
+        for (i, output) in outputs.iter().enumerate() {
+            if let Err(message) = output.start().await {
+                for started in outputs.iter().take(i) {
+                    started.shutdown_for_reload().await;
+                }
+                return Err(StartError::Output {
+                    id: output.id().to_string(),
+                    message,
+                });
+            }
+        }
+        Ok(Running {
+            listeners: self.listeners,
+            pipeline: self.pipeline,
+            shutdown: self.shutdown,
+            view: self.view,
+            sockets: self.sockets,
+            emits: self.emits,
+            reloading: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+/// A started weir: its outputs run and its sources are bound.
 pub struct Running {
     listeners: Vec<BoundForward>,
     pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
+    view: Arc<View>,
+    sockets: Handover,
+    emits: Vec<MonitorEmit>,
+    reloading: Arc<AtomicBool>,
 }
 
 impl Running {
-    /// Binds every source. Nothing is served until [`Running::serve`].
+    /// Binds every source and starts every output. Nothing is accepted until
+    /// [`Running::serve`].
     pub async fn start(plan: Plan, shutdown: CancellationToken) -> Result<Running, StartError> {
-        let (pipeline, sources) = plan.into_parts();
-        // Outputs first: a buffered output recovers what the last run left before any new
-        // event arrives.
-        for output in pipeline.outputs() {
-            output.start().await.map_err(|message| StartError::Output {
-                id: output.id().to_string(),
-                message,
-            })?;
-        }
-        let mut listeners = Vec::new();
-        for (source, entry) in sources {
-            let id = source.id.clone();
-            let bound = ForwardListener::bind(source, Arc::new(entry), shutdown.clone())
-                .await
-                .map_err(|source| StartError::Listen { id, source })?;
-            listeners.push(bound);
-        }
-        Ok(Running {
-            listeners,
-            pipeline: Arc::new(pipeline),
-            shutdown,
-        })
+        Prepared::bind(plan, shutdown, &mut Handover::new())
+            .await?
+            .start()
+            .await
     }
 
     /// The addresses the sources listen on, in config order.
@@ -617,8 +954,25 @@ impl Running {
         Arc::clone(&self.pipeline)
     }
 
+    /// What the admin API reads.
+    pub fn view(&self) -> Arc<View> {
+        Arc::clone(&self.view)
+    }
+
+    /// Duplicates of the listening sockets, for the config that replaces this one.
+    pub fn sockets(&self) -> Handover {
+        clone_handover(&self.sockets)
+    }
+
+    /// Set before the shutdown token fires to stop for a reload: outputs then keep file
+    /// buffers on disk instead of flushing them.
+    pub fn reload_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.reloading)
+    }
+
     /// Serves until the shutdown token fires, then drains connections (at most `drain`) and
-    /// flushes the outputs.
+    /// stops the outputs: for a shutdown they flush as `flush_at_shutdown` says; for a reload
+    /// (see [`Running::reload_flag`]) file buffers keep their chunks for the next config.
     pub async fn serve(self, drain: Duration) {
         // The moment shutdown begins, outputs stop holding requests back, so that connections
         // waiting on a full buffer are answered and the drain below can finish.
@@ -630,6 +984,13 @@ impl Running {
                 output.begin_shutdown();
             }
         });
+        for emit in self.emits {
+            tokio::spawn(emit_monitor_records(
+                emit,
+                Arc::clone(&self.view),
+                self.shutdown.clone(),
+            ));
+        }
         let mut tasks = Vec::new();
         for l in self.listeners {
             tasks.push(tokio::spawn(l.run(drain)));
@@ -637,16 +998,44 @@ impl Running {
         for t in tasks {
             let _ = t.await;
         }
-        // Every source has stopped and every ack owed has been sent: stop the outputs, which
-        // flush if their buffers say so and keep the rest on disk for the next start.
+        // Every source has stopped and every ack owed has been sent: stop the outputs.
+        let reload = self.reloading.load(Ordering::SeqCst);
         for output in self.pipeline.outputs() {
-            output.shutdown().await;
+            if reload {
+                output.shutdown_for_reload().await;
+            } else {
+                output.shutdown().await;
+            }
         }
     }
 
     /// The token that stops this instance.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+}
+
+/// monitor_agent's `tag`: every `interval`, one event per plugin into the pipeline.
+async fn emit_monitor_records(emit: MonitorEmit, view: Arc<View>, stop: CancellationToken) {
+    let entry = view.pipeline.entering_at(emit.label);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(emit.interval) => {}
+        }
+        let mut batch = weir_filter::BatchBuilder::default();
+        let now = weir_proto::EventTime::now();
+        let mut record = Vec::new();
+        for mut p in crate::monitor::plugins(&view) {
+            p.remove("config");
+            p.remove("retry");
+            record.clear();
+            weir_proto::json_to_msgpack(&serde_json::Value::Object(p), &mut record);
+            batch.push(now, &record);
+        }
+        if let Err(e) = entry.emit(&emit.tag, &batch.finish()).wait().await {
+            tracing::warn!(tag = %emit.tag, "monitor_agent could not emit its records: {e}");
+        }
     }
 }
 

@@ -7,7 +7,9 @@
 
 pub mod app;
 pub mod forward;
+pub mod monitor;
 pub mod outputs;
 pub mod pipeline;
+pub mod supervisor;
 
 pub use pipeline::{Accepted, Output, Pipeline, Refused};

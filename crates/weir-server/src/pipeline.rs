@@ -142,6 +142,24 @@ pub trait Output: Send + Sync + 'static {
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(std::future::ready(()))
     }
+
+    /// Stops the output for a config reload, after every source of the old config has
+    /// stopped: like [`Output::shutdown`], except that a file buffer keeps its chunks on disk
+    /// (the new config's output recovers them) instead of flushing them.
+    fn shutdown_for_reload(&self) -> BoxFuture<'_, ()> {
+        self.shutdown()
+    }
+
+    /// The buffered output this is (or wraps), for the admin API's buffer counters and the
+    /// health check.
+    fn buffered(&self) -> Option<&crate::outputs::BufferedOutput> {
+        None
+    }
+
+    /// The identity and emit counters the plan wrapped around this output.
+    fn metered(&self) -> Option<&crate::monitor::Metered> {
+        None
+    }
 }
 
 /// How many times events may be re-emitted (by `relabel` or `rewrite_tag_filter`) on their way
@@ -374,6 +392,8 @@ pub struct Pipeline {
     outputs: Arc<Vec<Arc<dyn Output>>>,
     /// The live tail this handle shows its requests to, and the id of its source.
     tap: Option<(Arc<weir_tail::Hub>, Arc<str>)>,
+    /// The counters of the source this handle belongs to, if any.
+    source: Option<Arc<crate::monitor::SourceMetrics>>,
 }
 
 impl Pipeline {
@@ -403,6 +423,7 @@ impl Pipeline {
             entry: 0,
             outputs: Arc::new(outputs),
             tap: None,
+            source: None,
         }
     }
 
@@ -413,7 +434,15 @@ impl Pipeline {
             entry: label,
             outputs: Arc::clone(&self.outputs),
             tap: self.tap.clone(),
+            source: None,
         }
+    }
+
+    /// The same handle, counting what it is given in `metrics` (a source's events and bytes
+    /// per tag prefix).
+    pub fn counting_into(mut self, metrics: Arc<crate::monitor::SourceMetrics>) -> Pipeline {
+        self.source = Some(metrics);
+        self
     }
 
     /// The same handle, showing every request it is given to the live tail's `hub` as coming
@@ -430,6 +459,9 @@ impl Pipeline {
     pub fn emit(&self, tag: &str, events: &EventBatch) -> Accepted {
         if let Some((hub, source)) = &self.tap {
             hub.publish(source, tag, events);
+        }
+        if let Some(m) = &self.source {
+            m.record(tag, events.len() as u64, events.byte_len() as u64);
         }
         self.labels.emit(self.entry, tag, events, 0)
     }
@@ -453,6 +485,15 @@ impl Pipeline {
     /// Records filters could not process (sent to `@ERROR` or logged).
     pub fn error_events(&self) -> u64 {
         self.labels.counters.error_events.load(Ordering::Relaxed)
+    }
+
+    /// The output events with `tag` reach from the root label (the first `<match>` that
+    /// fits), for monitor_agent's `?tag=`.
+    pub fn output_for(&self, tag: &str) -> Option<Arc<dyn Output>> {
+        self.labels
+            .labels
+            .first()
+            .and_then(|l| l.route(tag).output.clone())
     }
 
     /// Asks every output to write out what it holds back.

@@ -37,4 +37,4 @@ pub use flush::{spawn_flusher, ChunkSink};
 pub use key::{ChunkKey, ChunkKeySpec, RecordKey, TimekeyZone};
 pub use read::{ChunkEvents, ChunkReader};
 pub use retry::{RetryParams, RetryState};
-pub use store::{Buffer, BufferStats, ChunkRef, Commit, RecoveryReport};
+pub use store::{Buffer, BufferStats, BufferUsage, ChunkRef, Commit, RecoveryReport};

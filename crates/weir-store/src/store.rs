@@ -165,6 +165,8 @@ pub(crate) struct Inner {
     fsyncs: AtomicU64,
     batches: AtomicU64,
     block_writes: AtomicU64,
+    /// How long each chunk-file write + fdatasync took (for the admin API's metrics).
+    commit_latency: weir_metrics::Histogram,
 }
 
 /// What recovery found when a file buffer was opened.
@@ -875,6 +877,7 @@ impl Inner {
                 &std::io::Error::other("chunk file is not open"),
             ));
         };
+        let commit_started = std::time::Instant::now();
         let r = file
             .write_all_at(&framed, len)
             .map_err(|e| StoreError::io("write", &path, &e))
@@ -882,6 +885,7 @@ impl Inner {
                 file.sync_data()
                     .map_err(|e| StoreError::io("fdatasync", &path, &e))
             });
+        self.commit_latency.observe(commit_started.elapsed());
         match r {
             Ok(()) => {
                 fs.len += framed.len() as u64;
@@ -971,6 +975,7 @@ impl Buffer {
             fsyncs: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             block_writes: AtomicU64::new(0),
+            commit_latency: weir_metrics::Histogram::default(),
         });
         let report = match &inner.layout {
             Some(l) => inner.recover(l)?,
@@ -1608,5 +1613,63 @@ impl ChunkRef {
     /// so a retry after a crash sees it. Blocking I/O; call it once per chunk, not per event.
     pub fn set_metadata(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.inner.set_chunk_extra(&self.chunk, key, value)
+    }
+}
+
+/// What a buffer holds at one moment, for the admin API.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BufferUsage {
+    /// Chunks still taking events.
+    pub stage_length: usize,
+    /// Uncompressed bytes in them.
+    pub stage_bytes: u64,
+    /// Chunks waiting for delivery (not counting those being written out).
+    pub queue_length: usize,
+    /// Uncompressed bytes in them.
+    pub queue_bytes: u64,
+    /// Seconds since the oldest staged or queued chunk was created.
+    pub oldest_age: Option<f64>,
+    /// The time keys of the staged and queued chunks, ascending, without repeats.
+    pub timekeys: Vec<i64>,
+}
+
+impl Buffer {
+    /// The latency of every chunk-file write + fdatasync so far.
+    pub fn commit_latency(&self) -> &weir_metrics::Histogram {
+        &self.inner.commit_latency
+    }
+
+    /// What the buffer holds now (read-only; takes the state lock briefly).
+    pub fn usage(&self) -> BufferUsage {
+        let now = self.inner.clock.now();
+        let st = self.inner.lock();
+        let mut u = BufferUsage {
+            stage_length: st.staged.len(),
+            queue_length: st.queue.len(),
+            ..BufferUsage::default()
+        };
+        let mut oldest: Option<f64> = None;
+        for (c, staged) in st
+            .staged
+            .values()
+            .map(|c| (c, true))
+            .chain(st.queue.iter().map(|c| (c, false)))
+        {
+            let bytes = c.bytes.load(Ordering::Relaxed);
+            if staged {
+                u.stage_bytes += bytes;
+            } else {
+                u.queue_bytes += bytes;
+            }
+            oldest = Some(oldest.map_or(c.created, |o| o.min(c.created)));
+            if let Some(tk) = c.key.timekey {
+                u.timekeys.push(tk);
+            }
+        }
+        drop(st);
+        u.timekeys.sort_unstable();
+        u.timekeys.dedup();
+        u.oldest_age = oldest.map(|o| (now - o).max(0.0));
+        u
     }
 }

@@ -4,10 +4,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
-use weir_server::app::{plan, Plan, Running};
+use weir_config::Element;
+use weir_server::app::{plan, Plan};
+use weir_server::supervisor::{AdminControl, Supervisor};
 
 /// Arguments of `weir run`.
 #[derive(Args)]
@@ -18,8 +22,8 @@ pub struct RunArgs {
     /// Write the process id to this file while running.
     #[arg(long)]
     pid_file: Option<PathBuf>,
-    /// On SIGTERM/SIGINT, how long to wait for open connections to finish their requests and
-    /// receive their acks before exiting.
+    /// On SIGTERM/SIGINT (and for the old config on a reload), how long to wait for open
+    /// connections to finish their requests and receive their acks.
     #[arg(long, default_value = "30", value_name = "SECONDS")]
     drain_timeout: u64,
 }
@@ -36,7 +40,7 @@ pub struct CheckArgs {
 }
 
 /// Loads and checks a config; prints every error and warning with its location.
-fn load(path: &std::path::Path) -> anyhow::Result<Result<Plan, usize>> {
+fn load(path: &std::path::Path) -> anyhow::Result<Result<(Element, Plan), usize>> {
     let root = match weir_config::parse_file(path) {
         Ok(root) => root,
         Err(errors) => {
@@ -51,7 +55,7 @@ fn load(path: &std::path::Path) -> anyhow::Result<Result<Plan, usize>> {
             for w in &p.warnings {
                 eprintln!("warning: {w}");
             }
-            Ok(Ok(p))
+            Ok(Ok((root, p)))
         }
         Err(errors) => {
             for e in &errors {
@@ -65,7 +69,7 @@ fn load(path: &std::path::Path) -> anyhow::Result<Result<Plan, usize>> {
 /// `weir check`: exits 0 when the config would run.
 pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     match load(&args.config)? {
-        Ok(p) => {
+        Ok((_, p)) => {
             print!("{}", p.describe());
             if args.strict && !p.warnings.is_empty() {
                 eprintln!(
@@ -87,7 +91,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 
 /// `weir run`: serves until SIGTERM or SIGINT.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let plan = match load(&args.config)? {
+    let (root, plan) = match load(&args.config)? {
         Ok(p) => p,
         Err(n) => {
             eprintln!(
@@ -102,40 +106,67 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .thread_name("weir")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(plan, args))
+    runtime.block_on(serve(root, plan, args))
 }
 
-async fn serve(plan: Plan, args: RunArgs) -> anyhow::Result<ExitCode> {
+async fn serve(root: Element, plan: Plan, args: RunArgs) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{signal, SignalKind};
 
     let shutdown = CancellationToken::new();
-    let running = Running::start(plan, shutdown.clone()).await?;
+    // The admin endpoints bind first: a port in use stops start-up before any buffer opens.
+    let mut admin = Vec::new();
+    for ep in plan.admin.clone() {
+        admin.push(weir_admin::bind(ep).await.context("admin endpoint")?);
+    }
+    let drain = Duration::from_secs(args.drain_timeout);
+    let sup = Supervisor::start(
+        args.config.clone(),
+        root,
+        plan,
+        drain,
+        shutdown.clone(),
+        None,
+    )
+    .await?;
     if let Some(pid_file) = &args.pid_file {
         std::fs::write(pid_file, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing the pid file {}", pid_file.display()))?;
     }
-    let pipeline = running.pipeline();
+    // The admin endpoints serve across reloads; they stop once the last config has stopped.
+    let admin_stop = CancellationToken::new();
+    let control: Arc<dyn weir_admin::Control> = Arc::new(AdminControl(Arc::clone(&sup)));
+    for a in admin {
+        tokio::spawn(a.serve(Arc::clone(&control), None, admin_stop.clone()));
+    }
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut usr1 = signal(SignalKind::user_defined1()).context("installing the SIGUSR1 handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let signals = {
-        let shutdown = shutdown.clone();
+        let sup = Arc::clone(&sup);
+        let stopped = sup.shutdown_token();
         async move {
             loop {
                 tokio::select! {
                     _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
                     _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
-                    _ = usr1.recv() => { tracing::info!("SIGUSR1: flushing every output"); pipeline.flush(); }
-                    _ = hup.recv() => { tracing::warn!("SIGHUP: config reload is not supported yet; still running the config loaded at start"); }
+                    _ = usr1.recv() => { tracing::info!("SIGUSR1: flushing every output"); sup.flush(); }
+                    _ = hup.recv() => {
+                        tracing::info!("SIGHUP: reloading the config");
+                        let sup = Arc::clone(&sup);
+                        // Errors are logged by the reload itself, each with its file and line.
+                        tokio::spawn(async move { let _ = sup.reload().await; });
+                    }
+                    _ = stopped.cancelled() => break,
                 }
             }
-            shutdown.cancel();
+            sup.shutdown_token().cancel();
         }
     };
     tokio::spawn(signals);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "weir started");
-    running.serve(Duration::from_secs(args.drain_timeout)).await;
+    sup.wait().await;
+    admin_stop.cancel();
     if let Some(pid_file) = &args.pid_file {
         let _ = std::fs::remove_file(pid_file);
     }

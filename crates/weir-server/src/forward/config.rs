@@ -53,6 +53,12 @@ pub struct ForwardConfig {
     pub source_address_key: Option<String>,
     /// `source_hostname_key`: add the sender's host name to each record under this key.
     pub source_hostname_key: Option<String>,
+    /// `proxy_protocol` (weir): every connection starts with a PROXY protocol header (v1 or v2)
+    /// whose client address replaces the socket's peer.
+    pub proxy_protocol: bool,
+    /// `source_vpce_id_key` (weir): add the AWS VPC endpoint id from the PROXY header to each
+    /// record under this key (left out for connections whose header has none).
+    pub source_vpce_id_key: Option<String>,
     /// `max_connections` (weir): connections served at once; more wait in the listen queue.
     pub max_connections: usize,
     /// `idle_timeout` (weir): close a connection that sends nothing for this long.
@@ -92,6 +98,8 @@ impl Default for ForwardConfig {
             skip_invalid_event: true,
             source_address_key: None,
             source_hostname_key: None,
+            proxy_protocol: false,
+            source_vpce_id_key: None,
             max_connections: 4096,
             idle_timeout: Duration::from_secs(900),
             read_timeout: Duration::from_secs(60),
@@ -314,6 +322,16 @@ impl ForwardConfig {
         if c.source_hostname_key.is_some() && !c.resolve_hostname {
             // Fluentd turns resolve_hostname on when source_hostname_key is set.
             c.resolve_hostname = true;
+        }
+        if let Some(Some(v)) = errs.take(s.boolean("proxy_protocol")) {
+            c.proxy_protocol = v;
+        }
+        c.source_vpce_id_key = s.string("source_vpce_id_key");
+        if c.source_vpce_id_key.is_some() && !c.proxy_protocol {
+            errs.0.push(s.error(
+                Some("source_vpce_id_key"),
+                "source_vpce_id_key needs proxy_protocol true: the VPC endpoint id comes from the PROXY protocol header a Network Load Balancer sends",
+            ));
         }
         if let Some(Some(n)) = errs.take(s.integer("max_connections")) {
             c.max_connections = usize::try_from(n.max(1)).unwrap_or(usize::MAX);
@@ -588,6 +606,30 @@ fn read_tls(s: &mut Section<'_>, errs: &mut Errors) -> Option<TlsConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read(body: &str) -> Result<ForwardConfig, Vec<ConfigError>> {
+        let text = format!("<source>\n  @type forward\n{body}</source>\n");
+        let el = weir_config::parse_str(&text, "t.conf", std::path::Path::new(".")).unwrap();
+        ForwardConfig::from_section(&mut Section::new(&el.elements[0], "source"))
+    }
+
+    #[test]
+    fn proxy_protocol_parameters() {
+        let c = read("").unwrap();
+        assert!(!c.proxy_protocol);
+        assert_eq!(c.source_vpce_id_key, None);
+        let c = read("  proxy_protocol true\n  source_vpce_id_key vpce\n").unwrap();
+        assert!(c.proxy_protocol);
+        assert_eq!(c.source_vpce_id_key.as_deref(), Some("vpce"));
+        // The endpoint id only exists in a PROXY header: without one the key is a mistake.
+        let errs = read("  source_vpce_id_key vpce\n").unwrap_err();
+        assert_eq!(errs.len(), 1);
+        let msg = errs[0].to_string();
+        assert!(msg.contains("t.conf:3"), "{msg}");
+        assert!(msg.contains("source_vpce_id_key"), "{msg}");
+        assert!(msg.contains("proxy_protocol"), "{msg}");
+        assert!(read("  proxy_protocol maybe\n").is_err());
+    }
 
     #[test]
     fn networks_match_by_prefix() {

@@ -14,18 +14,21 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use weir_proto::{
     encode_ack, parse_request, EventTime, FrameDecoder, FrameError, FrameLimits, ParseOptions,
-    Request, RequestError,
+    ProxyError, Request, RequestError,
 };
 
 use super::config::ForwardConfig;
+use super::proxy::{Peer, Rewind};
 use super::records::{add_keys, ExtraKeys};
 use super::stats::ForwardStats;
-use super::{handshake, records};
+use super::{handshake, proxy, records};
 use crate::pipeline::{Accepted, Pipeline, Refused};
 
 /// Deepest nesting of arrays and maps accepted in a request.
@@ -70,6 +73,16 @@ pub(crate) enum ConnError {
         "the connection starts with a PROXY protocol header, but this source does not expect one"
     )]
     UnexpectedProxyHeader,
+    #[error("a second PROXY protocol header follows the first one (something in front of the load balancer sent its own); refused")]
+    SecondProxyHeader,
+    #[error("{0}")]
+    Proxy(ProxyError),
+    #[error(
+        "the peer closed the connection in the middle of the PROXY protocol header ({0} bytes)"
+    )]
+    ProxyTruncated(usize),
+    #[error("no complete PROXY protocol header within {0:?}")]
+    ProxyTimeout(Duration),
     #[error("the peer closed the connection")]
     PeerClosed,
     #[error("i/o error: {0}")]
@@ -88,7 +101,7 @@ impl From<FrameError> for ConnError {
 impl ConnError {
     /// Logs the reason for closing, quietly where closing is a normal part of life (heartbeat
     /// connections, peers that hang up, idle connections).
-    fn log(&self, peer: SocketAddr, source: &str) {
+    fn log(&self, peer: &Peer, source: &str) {
         match self {
             ConnError::PeerClosed | ConnError::Idle(_) => {
                 tracing::debug!(%peer, source, "closing connection: {self}");
@@ -117,31 +130,87 @@ struct PendingAck {
     events: usize,
 }
 
-/// Serves one connection to its end. Never panics on input; logs one line if it ends for a
-/// reason other than the peer hanging up.
-pub(crate) async fn serve<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    if let Err(e) = serve_inner(stream, peer, &shared).await {
-        match &e {
-            ConnError::Frame(_)
-            | ConnError::TooLarge { .. }
-            | ConnError::Request(_)
-            | ConnError::Json
-            | ConnError::UnexpectedProxyHeader
-            | ConnError::ReadTimeout(_) => ForwardStats::add(&shared.stats.protocol_errors, 1),
-            ConnError::Handshake(_) | ConnError::HandshakeTimeout(_) => {
-                ForwardStats::add(&shared.stats.handshake_failures, 1)
+/// Takes one accepted connection through the PROXY header (with `proxy_protocol`), TLS (with
+/// `<transport tls>`) and then [`serve`]. Each step that fails ends only this connection, with
+/// one log line.
+pub(crate) async fn accept(
+    stream: TcpStream,
+    socket_peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+) {
+    let limit = shared.config.handshake_timeout;
+    let (stream, peer) = if shared.config.proxy_protocol {
+        match timeout(limit, proxy::read_header(stream, socket_peer)).await {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => return report(&e, &Peer::direct(socket_peer), &shared),
+            Err(_) => {
+                return report(
+                    &ConnError::ProxyTimeout(limit),
+                    &Peer::direct(socket_peer),
+                    &shared,
+                )
             }
-            ConnError::Refused { .. } => ForwardStats::add(&shared.stats.refused, 1),
-            _ => {}
         }
-        e.log(peer, &shared.config.id);
+    } else {
+        (
+            Rewind::new(stream, BytesMut::new()),
+            Peer::direct(socket_peer),
+        )
+    };
+    let Some(acceptor) = tls else {
+        return serve(stream, peer, shared).await;
+    };
+    match timeout(limit, acceptor.accept(stream)).await {
+        Ok(Ok(tls_stream)) => serve(tls_stream, peer, shared).await,
+        Ok(Err(e)) => {
+            // Load-balancer checks connect and close without TLS; only a client that really
+            // tried and failed is worth a warning.
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                tracing::debug!(%peer, "closed before TLS started");
+            } else {
+                ForwardStats::add(&shared.stats.handshake_failures, 1);
+                tracing::warn!(%peer, source = %shared.config.id, "TLS handshake failed: {e}");
+            }
+        }
+        Err(_) => report(&ConnError::HandshakeTimeout(limit), &peer, &shared),
     }
 }
 
-async fn serve_inner<S>(stream: S, peer: SocketAddr, shared: &Shared) -> Result<(), ConnError>
+/// Serves one connection to its end. Never panics on input; logs one line if it ends for a
+/// reason other than the peer hanging up.
+async fn serve<S>(stream: S, peer: Peer, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    if let Err(e) = serve_inner(stream, &peer, &shared).await {
+        report(&e, &peer, &shared);
+    }
+}
+
+/// Counts why a connection ended and logs it.
+fn report(e: &ConnError, peer: &Peer, shared: &Shared) {
+    match e {
+        ConnError::Frame(_)
+        | ConnError::TooLarge { .. }
+        | ConnError::Request(_)
+        | ConnError::Json
+        | ConnError::UnexpectedProxyHeader
+        | ConnError::SecondProxyHeader
+        | ConnError::Proxy(_)
+        | ConnError::ProxyTruncated(_)
+        | ConnError::ProxyTimeout(_)
+        | ConnError::ReadTimeout(_) => ForwardStats::add(&shared.stats.protocol_errors, 1),
+        ConnError::Handshake(_) | ConnError::HandshakeTimeout(_) => {
+            ForwardStats::add(&shared.stats.handshake_failures, 1)
+        }
+        ConnError::Refused { .. } => ForwardStats::add(&shared.stats.refused, 1),
+        _ => {}
+    }
+    e.log(peer, &shared.config.id);
+}
+
+async fn serve_inner<S>(stream: S, peer: &Peer, shared: &Shared) -> Result<(), ConnError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -155,7 +224,7 @@ where
                 &mut rd,
                 &mut wr,
                 &mut buf,
-                peer.ip(),
+                peer.addr.ip(),
                 security,
                 !shared.config.deny_keepalive,
             ),
@@ -188,7 +257,7 @@ async fn read_requests<R>(
     mut rd: R,
     mut buf: BytesMut,
     tx: mpsc::Sender<PendingAck>,
-    peer: SocketAddr,
+    peer: &Peer,
     shared: &Shared,
     extra: Option<ExtraKeys>,
 ) -> Result<(), ConnError>
@@ -205,7 +274,7 @@ where
     loop {
         if !checked_first_byte {
             if let Some(&first) = buf.first() {
-                check_first_byte(first)?;
+                check_first_byte(first, cfg.proxy_protocol)?;
                 checked_first_byte = true;
             }
         }
@@ -264,11 +333,13 @@ where
 
 /// Refuses streams that are clearly not msgpack forward requests, with a reason an operator can
 /// act on. Each of these first bytes is a positive fixint in msgpack, which can never start a
-/// valid request, so one byte decides.
-fn check_first_byte(first: u8) -> Result<(), ConnError> {
+/// valid request, so one byte decides. `after_proxy_header`: the source reads a PROXY header
+/// first, so another one here is a second header.
+fn check_first_byte(first: u8, after_proxy_header: bool) -> Result<(), ConnError> {
     match first {
         b'{' | b'[' => Err(ConnError::Json),
         // "\r\n\r\n\0\r\nQUIT\n" starts PROXY v2, "PROXY " starts v1.
+        b'\r' | b'P' if after_proxy_header => Err(ConnError::SecondProxyHeader),
         b'\r' | b'P' => Err(ConnError::UnexpectedProxyHeader),
         _ => Ok(()),
     }
@@ -276,7 +347,7 @@ fn check_first_byte(first: u8) -> Result<(), ConnError> {
 
 fn handle_frame(
     frame: Bytes,
-    peer: SocketAddr,
+    peer: &Peer,
     shared: &Shared,
     extra: Option<&ExtraKeys>,
 ) -> Result<Option<PendingAck>, ConnError> {
@@ -384,18 +455,28 @@ mod tests {
 
     #[test]
     fn json_and_proxy_headers_are_recognised() {
-        assert!(matches!(check_first_byte(b'{'), Err(ConnError::Json)));
-        assert!(matches!(check_first_byte(b'['), Err(ConnError::Json)));
-        assert!(matches!(
-            check_first_byte(b'\r'),
-            Err(ConnError::UnexpectedProxyHeader)
-        ));
-        assert!(matches!(
-            check_first_byte(b'P'),
-            Err(ConnError::UnexpectedProxyHeader)
-        ));
-        for ok in [0x93u8, 0x94, 0x92, 0xc0, 0xdc] {
-            assert!(check_first_byte(ok).is_ok());
+        for after in [false, true] {
+            assert!(matches!(
+                check_first_byte(b'{', after),
+                Err(ConnError::Json)
+            ));
+            assert!(matches!(
+                check_first_byte(b'[', after),
+                Err(ConnError::Json)
+            ));
+            for ok in [0x93u8, 0x94, 0x92, 0xc0, 0xdc] {
+                assert!(check_first_byte(ok, after).is_ok());
+            }
+        }
+        for first in [b'\r', b'P'] {
+            assert!(matches!(
+                check_first_byte(first, false),
+                Err(ConnError::UnexpectedProxyHeader)
+            ));
+            assert!(matches!(
+                check_first_byte(first, true),
+                Err(ConnError::SecondProxyHeader)
+            ));
         }
     }
 }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config::ForwardConfig;
-use super::conn::{serve, ConnError, Shared};
+use super::conn::{accept, Shared};
 use super::stats::ForwardStats;
 use super::tls;
 use crate::pipeline::Pipeline;
@@ -219,30 +219,11 @@ impl BoundForward {
             tracker.spawn(async move {
                 ForwardStats::add(&shared.stats.connections_total, 1);
                 ForwardStats::add(&shared.stats.connections_open, 1);
-                match tls {
-                    None => serve(stream, peer, Arc::clone(&shared)).await,
-                    Some(acceptor) => {
-                        let limit = shared.config.handshake_timeout;
-                        match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-                            Ok(Ok(tls_stream)) => serve(tls_stream, peer, Arc::clone(&shared)).await,
-                            Ok(Err(e)) => {
-                                // Load-balancer checks connect and close without TLS; only a
-                                // client that really tried and failed is worth a warning.
-                                if e.kind() == io::ErrorKind::UnexpectedEof {
-                                    tracing::debug!(%peer, "closed before TLS started");
-                                } else {
-                                    ForwardStats::add(&shared.stats.handshake_failures, 1);
-                                    tracing::warn!(%peer, source = %shared.config.id, "TLS handshake failed: {e}");
-                                }
-                            }
-                            Err(_) => {
-                                ForwardStats::add(&shared.stats.handshake_failures, 1);
-                                tracing::warn!(%peer, source = %shared.config.id, "closing connection: {}", ConnError::HandshakeTimeout(limit));
-                            }
-                        }
-                    }
-                }
-                shared.stats.connections_open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                accept(stream, peer, tls, Arc::clone(&shared)).await;
+                shared
+                    .stats
+                    .connections_open
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 drop(permit);
             });
         }

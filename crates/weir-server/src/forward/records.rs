@@ -1,26 +1,27 @@
-//! `source_address_key` and `source_hostname_key`: keys added to every record of a connection.
+//! `source_address_key`, `source_hostname_key` and `source_vpce_id_key`: keys added to every
+//! record of a connection.
 //!
 //! Records stay msgpack bytes; adding keys rewrites each map's header with the larger count and
 //! appends the new pairs after the existing ones, which is what a Ruby hash assignment does to
 //! key order.
-
-use std::net::SocketAddr;
 
 use bytes::BytesMut;
 use weir_proto::msgpack::{read_header, write_map_len, write_str, Header};
 use weir_proto::{EntryRef, EventBatch};
 
 use super::config::{normalize, ForwardConfig};
+use super::proxy::Peer;
 
 /// The key/value pairs to add to every record of one connection.
 pub(crate) struct ExtraKeys {
     pairs: Vec<(String, String)>,
 }
 
-/// Works out the extra keys for a connection from `peer`, resolving its host name once if asked.
-pub(crate) async fn extra_keys(cfg: &ForwardConfig, peer: SocketAddr) -> Option<ExtraKeys> {
+/// Works out the extra keys for a connection from `peer` (the client a PROXY header named, if
+/// any), resolving its host name once if asked.
+pub(crate) async fn extra_keys(cfg: &ForwardConfig, peer: &Peer) -> Option<ExtraKeys> {
     let mut pairs = Vec::new();
-    let ip = normalize(peer.ip());
+    let ip = normalize(peer.addr.ip());
     if let Some(key) = &cfg.source_address_key {
         pairs.push((key.clone(), ip.to_string()));
     }
@@ -35,6 +36,11 @@ pub(crate) async fn extra_keys(cfg: &ForwardConfig, peer: SocketAddr) -> Option<
         };
         // Fluentd falls back to the address when the name cannot be resolved.
         pairs.push((key.clone(), name.unwrap_or_else(|| ip.to_string())));
+    }
+    // A connection that did not come through a VPC endpoint has no id: the key is left out
+    // rather than set to an empty or made-up value.
+    if let (Some(key), Some(id)) = (&cfg.source_vpce_id_key, &peer.vpce_id) {
+        pairs.push((key.clone(), id.clone()));
     }
     (!pairs.is_empty()).then_some(ExtraKeys { pairs })
 }

@@ -9,14 +9,19 @@
 //! Nothing touches the disk or the network until [`Output::start`]: `weir check` builds the same
 //! outputs and must not open buffers or call remote services.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use weir_metrics::{Counter, Histogram};
 use weir_proto::EventBatch;
-use weir_store::{spawn_flusher, Buffer, BufferConfig, ChunkSink, StoreError};
+use weir_store::{
+    spawn_flusher, Buffer, BufferConfig, BufferType, ChunkRef, ChunkSink, OverflowAction,
+    RetryState, StoreError, WriteError,
+};
 
 use crate::pipeline::{Accepted, Output, Refused};
 
@@ -41,6 +46,151 @@ struct Started {
 /// it, so shutdown does not wait for a buffer that cannot drain.
 const SHUTDOWN_COMMIT_GRACE: Duration = Duration::from_secs(2);
 
+/// Fluentd's `slow_flush_log_threshold` default: a chunk write slower than this is logged and
+/// counted in `slow_flush_count`.
+const SLOW_FLUSH: Duration = Duration::from_secs(20);
+
+/// Counters of the chunk writes of a buffered output (Fluentd's `write_count`, `num_errors`,
+/// `rollback_count`, `slow_flush_count`, `flush_time_count`), their latency, and a copy of the
+/// retry state for monitor_agent's `retry` field.
+#[derive(Debug, Default)]
+pub struct WriteStats {
+    /// Chunk writes tried (primary and secondary).
+    pub write_count: Counter,
+    /// Chunk writes that failed (Fluentd's `num_errors`, shown as `retry_count`).
+    pub num_errors: Counter,
+    /// Chunks put back in the queue after a failed write.
+    pub rollback_count: Counter,
+    /// Writes slower than 20 s.
+    pub slow_flush_count: Counter,
+    /// Milliseconds spent writing, in total.
+    pub flush_time_count: Counter,
+    /// Chunk writes to the `<secondary>`.
+    pub write_secondary_count: Counter,
+    /// How long each chunk write (file written and fsync'd, object uploaded) took.
+    pub latency: Histogram,
+    /// The retry state while writes fail: the schedule of the `<buffer>` retry parameters,
+    /// stepped on each failure, without the random jitter.
+    retry: Mutex<Option<RetryState>>,
+}
+
+/// A retry in progress, as monitor_agent shows it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryView {
+    /// When the first failure of this run happened (Unix seconds).
+    pub start: f64,
+    /// How many retries have been scheduled.
+    pub steps: u64,
+    /// When the next try is due (Unix seconds).
+    pub next_time: f64,
+}
+
+impl WriteStats {
+    /// The retry in progress, if writes are failing.
+    pub fn retry(&self) -> Option<RetryView> {
+        self.retry.lock().ok().and_then(|r| {
+            r.as_ref().map(|r| RetryView {
+                start: r.start(),
+                steps: r.steps(),
+                next_time: r.next_time(),
+            })
+        })
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// A chunk writer that records each write in [`WriteStats`].
+struct TimedSink {
+    inner: Arc<dyn ChunkSink>,
+    stats: Arc<WriteStats>,
+    retry: weir_store::RetryParams,
+    secondary: bool,
+    output: String,
+}
+
+impl ChunkSink for TimedSink {
+    fn write<'a>(&'a self, chunk: &'a ChunkRef) -> BoxFuture<'a, Result<(), WriteError>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let r = self.inner.write(chunk).await;
+            let took = started.elapsed();
+            let s = &self.stats;
+            s.write_count.inc();
+            if self.secondary {
+                s.write_secondary_count.inc();
+            }
+            s.latency.observe(took);
+            s.flush_time_count
+                .add(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
+            if took > SLOW_FLUSH {
+                s.slow_flush_count.inc();
+                tracing::warn!(output = %self.output, chunk_id = %chunk.id(), elapsed = took.as_secs_f64(), slow_flush_log_threshold = SLOW_FLUSH.as_secs_f64(), "buffer flush took longer than slow_flush_log_threshold");
+            }
+            let now = unix_now();
+            match &r {
+                Ok(()) => {
+                    if let Ok(mut retry) = s.retry.lock() {
+                        *retry = None;
+                    }
+                }
+                Err(e) => {
+                    s.num_errors.inc();
+                    if matches!(e, WriteError::Retryable(_)) {
+                        s.rollback_count.inc();
+                    }
+                    if !self.secondary {
+                        if let Ok(mut retry) = s.retry.lock() {
+                            match retry.as_mut() {
+                                None => *retry = Some(RetryState::new(self.retry.clone(), now)),
+                                Some(r) if now >= r.next_time() => r.step(now, 0.5),
+                                Some(r) => r.recalc(now, 0.5),
+                            }
+                            if retry.as_ref().is_some_and(RetryState::limit) {
+                                *retry = None;
+                            }
+                        }
+                    }
+                }
+            }
+            r
+        })
+    }
+
+    fn reads_whole_chunk(&self) -> bool {
+        self.inner.reads_whole_chunk()
+    }
+}
+
+/// Whether appends are being refused for lack of room, and why (for `/healthz`).
+#[derive(Debug, Default)]
+struct Refusing {
+    now: AtomicBool,
+    why: Mutex<String>,
+}
+
+impl Refusing {
+    fn set(&self, why: String) {
+        if let Ok(mut w) = self.why.lock() {
+            *w = why;
+        }
+        self.now.store(true, Ordering::Release);
+    }
+
+    fn clear(&self) {
+        self.now.store(false, Ordering::Release);
+    }
+}
+
+/// How much free space a file buffer's file system needs before a buffer that refused appends
+/// for lack of space counts as healthy again.
+const HEALTHY_FREE_BYTES: u64 = 256 * 1024;
+
 /// An output plugin with a `<buffer>`.
 pub struct BufferedOutput {
     id: String,
@@ -48,6 +198,8 @@ pub struct BufferedOutput {
     starter: Mutex<Option<SinkStarter>>,
     started: OnceLock<Started>,
     stopping: CancellationToken,
+    stats: Arc<WriteStats>,
+    refusing: Arc<Refusing>,
 }
 
 impl BufferedOutput {
@@ -60,6 +212,8 @@ impl BufferedOutput {
             starter: Mutex::new(Some(starter)),
             started: OnceLock::new(),
             stopping: CancellationToken::new(),
+            stats: Arc::new(WriteStats::default()),
+            refusing: Arc::new(Refusing::default()),
         }
     }
 
@@ -67,6 +221,89 @@ impl BufferedOutput {
     pub fn buffer(&self) -> Option<&Buffer> {
         self.started.get().map(|s| &s.buffer)
     }
+
+    /// The buffer's configuration.
+    pub fn config(&self) -> &BufferConfig {
+        &self.config
+    }
+
+    /// The counters of the chunk writes.
+    pub fn write_stats(&self) -> &WriteStats {
+        &self.stats
+    }
+
+    /// `Ok` while the buffer takes events. After appends were refused for lack of room (a
+    /// full or unwritable disk, `total_limit_size`), it checks whether there is room again:
+    /// free space and a test write in the buffer directory, or the buffer's size under its
+    /// limit. A full buffer whose overflow action is not `drop_oldest_chunk` is not healthy
+    /// either.
+    pub fn health(&self) -> Result<(), String> {
+        let Some(s) = self.started.get() else {
+            return Ok(());
+        };
+        let stats = s.buffer.stats();
+        let full = stats.total_bytes >= self.config.total_limit_size;
+        if full && self.config.overflow_action != OverflowAction::DropOldestChunk {
+            return Err(format!(
+                "output {}: buffer full ({} bytes, total_limit_size {})",
+                self.id, stats.total_bytes, self.config.total_limit_size
+            ));
+        }
+        if !self.refusing.now.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let why = self
+            .refusing
+            .why
+            .lock()
+            .map(|w| w.clone())
+            .unwrap_or_default();
+        if let BufferType::File(layout) = &self.config.buffer_type {
+            if let Err(e) = probe_dir(&layout.dir) {
+                return Err(format!("output {}: {why} ({e})", self.id));
+            }
+        }
+        self.refusing.clear();
+        Ok(())
+    }
+}
+
+/// Checks that a directory's file system has room and takes a write: statvfs, then a small
+/// file written, fsync'd and removed.
+fn probe_dir(dir: &std::path::Path) -> Result<(), String> {
+    use std::ffi::CString;
+    use std::io::Write as _;
+    use std::os::unix::ffi::OsStrExt as _;
+
+    let c = CString::new(dir.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: statvfs writes into the zeroed struct we pass and reads the NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(format!("statvfs: {}", std::io::Error::last_os_error()));
+    }
+    let free = u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize));
+    if free < HEALTHY_FREE_BYTES {
+        return Err(format!("{free} bytes free in {}", dir.display()));
+    }
+    let probe = dir.join(".weir-health-probe");
+    let r = std::fs::File::create(&probe)
+        .and_then(|mut f| f.write_all(&[0u8; 4096]).and_then(|()| f.sync_data()));
+    let _ = std::fs::remove_file(&probe);
+    r.map_err(|e| format!("test write in {}: {e}", dir.display()))
+}
+
+/// Remembers, for the health check, whether the last append was refused for lack of room.
+fn note_refusal(refusing: &Refusing, r: Result<(), Refused>) -> Result<(), Refused> {
+    match &r {
+        Ok(()) => {
+            if refusing.now.load(Ordering::Relaxed) {
+                refusing.clear();
+            }
+        }
+        Err(e @ (Refused::BufferFull(_) | Refused::Storage(_))) => refusing.set(e.to_string()),
+        Err(_) => {}
+    }
+    r
 }
 
 /// What a forwarder is told, in the log, when its events are not acknowledged.
@@ -91,10 +328,11 @@ impl Output for BufferedOutput {
             Some(s) => {
                 let mut commit = s.buffer.append(tag, events);
                 let stopping = self.stopping.clone();
+                let refusing = Arc::clone(&self.refusing);
                 Accepted::Pending(Box::pin(async move {
                     tokio::select! {
                         biased;
-                        r = &mut commit => return r.map_err(refused),
+                        r = &mut commit => return note_refusal(&refusing, r.map_err(refused)),
                         _ = stopping.cancelled() => {}
                     }
                     // Shutting down: an fsync in progress still completes; an append blocked
@@ -154,7 +392,18 @@ impl Output for BufferedOutput {
             if report.failed_present > 0 {
                 tracing::warn!(output = %self.id, chunks = report.failed_present, "chunks wait in failed/ for an operator");
             }
-            let flusher = spawn_flusher(buffer.clone(), sinks.primary, sinks.secondary);
+            let timed = |inner: Arc<dyn ChunkSink>, secondary: bool| -> Arc<dyn ChunkSink> {
+                Arc::new(TimedSink {
+                    inner,
+                    stats: Arc::clone(&self.stats),
+                    retry: self.config.retry.clone(),
+                    secondary,
+                    output: self.id.clone(),
+                })
+            };
+            let primary = timed(sinks.primary, false);
+            let secondary = sinks.secondary.map(|s| timed(s, true));
+            let flusher = spawn_flusher(buffer.clone(), primary, secondary);
             self.started
                 .set(Started {
                     buffer,
@@ -169,10 +418,27 @@ impl Output for BufferedOutput {
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
+        self.stop(self.config.flush_at_shutdown)
+    }
+
+    fn shutdown_for_reload(&self) -> BoxFuture<'_, ()> {
+        // A file buffer's chunks stay on disk for the new config's output to recover; a
+        // memory buffer has nowhere to keep them, so it flushes as it would at shutdown.
+        let flush = !self.config.persistent() && self.config.flush_at_shutdown;
+        self.stop(flush)
+    }
+
+    fn buffered(&self) -> Option<&BufferedOutput> {
+        Some(self)
+    }
+}
+
+impl BufferedOutput {
+    fn stop(&self, flush: bool) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             self.stopping.cancel();
             let Some(s) = self.started.get() else { return };
-            s.buffer.shutdown(self.config.flush_at_shutdown).await;
+            s.buffer.shutdown(flush).await;
             let flusher = s.flusher.lock().ok().and_then(|mut f| f.take());
             if let Some(handle) = flusher {
                 let _ = handle.await;

@@ -10,7 +10,7 @@ mod relabel;
 mod rewrite_tag;
 mod stdout;
 
-pub use buffered::{BufferedOutput, SinkStarter, Sinks};
+pub use buffered::{BufferedOutput, RetryView, SinkStarter, Sinks, WriteStats};
 pub use copy::{CopyOutput, CopyStore};
 pub use null::NullOutput;
 pub use relabel::RelabelOutput;
