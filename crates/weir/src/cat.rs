@@ -1,15 +1,20 @@
 //! `weir cat TAG`: reads one JSON object per line on standard input and sends each as an event,
 //! like Fluentd's `fluent-cat`. Lines that arrive together are batched into one request (in
-//! Forward and PackedForward modes); with `--ack`, each request waits for its ack.
+//! Forward and PackedForward modes); with `--ack`, each request waits for its ack. With
+//! `--standby HOST:PORT`, a request that fails (no connection, a write error, no ack in time) is
+//! sent again to the standby server, as Fluentd's `out_forward` does with `<server> standby`.
 
 use std::io::BufRead;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use weir_proto::{json_to_msgpack, EncodeOptions, EventTime, TimeFormat};
 
-use crate::client::{encode_requests, new_chunk_id, ConnectArgs, Connection, SendMode};
+use crate::client::{
+    encode_requests, new_chunk_id, ConnectArgs, FailoverClient, SendMode, ServerAddr,
+};
 
 /// Arguments of `weir cat`.
 #[derive(Args)]
@@ -30,6 +35,28 @@ pub struct CatArgs {
     /// Send times as whole seconds instead of EventTime with nanoseconds.
     #[arg(long)]
     time_as_integer: bool,
+    /// A standby server, used when the primary (--host, --port) fails: it refuses the
+    /// connection, a write fails, or (with --ack) no ack comes within --ack-timeout. The request
+    /// that failed is sent again to the standby. Give it more than once for several standby
+    /// servers, tried in order. TLS and shared-key settings apply to every server.
+    #[arg(long, value_name = "HOST:PORT")]
+    standby: Vec<ServerAddr>,
+    /// With --standby: while a standby is in use, try the primary again before a request once
+    /// this many seconds have passed since it failed (Fluentd's `recover_wait`), and go back
+    /// to it when it accepts a connection.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    recover_wait: Duration,
+    /// With --ack: how long to wait for an ack before treating the server as failed
+    /// (Fluentd's `ack_response_timeout`).
+    #[arg(long, value_name = "SECONDS", default_value = "190", value_parser = parse_seconds)]
+    ack_timeout: Duration,
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=86_400.0).contains(&v) => Ok(Duration::from_secs_f64(v)),
+        _ => Err(format!("'{s}' is not a number of seconds from 0 to 86400")),
+    }
 }
 
 /// Runs `weir cat`.
@@ -63,7 +90,13 @@ async fn cat_async(args: CatArgs) -> anyhow::Result<ExitCode> {
         }
     });
 
-    let mut conn = Connection::open(&args.connect).await?;
+    let mut client = FailoverClient::new(
+        args.connect.clone(),
+        args.standby.clone(),
+        args.recover_wait,
+        args.ack_timeout,
+    );
+    client.connect().await?;
     let time_format = if args.time_as_integer {
         TimeFormat::Integer
     } else {
@@ -88,17 +121,14 @@ async fn cat_async(args: CatArgs) -> anyhow::Result<ExitCode> {
             time_format,
             ..EncodeOptions::default()
         };
-        conn.send(&encode_requests(args.mode, &args.tag, &entries, &opts))
-            .await?;
-        if let Some(chunk) = chunk {
-            let acked = conn.next_ack().await?;
-            if acked != chunk {
-                bail!("the server acked a different chunk than the one sent");
-            }
-        }
+        let request = encode_requests(args.mode, &args.tag, &entries, &opts);
+        client
+            .send(&request, chunk.as_ref())
+            .await
+            .with_context(|| format!("{sent} event(s) were sent before this failure"))?;
         sent += records.len();
     }
-    conn.close().await?;
+    client.close().await?;
     tracing::debug!(events = sent, "sent");
     Ok(ExitCode::SUCCESS)
 }
