@@ -3,7 +3,8 @@
 //! slice, `*`, `_N` index, `path_suffix`, `.gz`, placeholders), formatting a chunk's events,
 //! and writing them durably as a [`weir_store::ChunkSink`]. It also owns [`sanitize`], the
 //! rule that keeps tag and record values from steering a path outside its directory, public so
-//! that the S3 output can apply it to object keys.
+//! that the S3 output can apply it to object keys, and [`secondary`], Fluentd's
+//! `secondary_file` output for `<secondary>` sections.
 //!
 //! It does not own the buffer (that is `weir-store`), the formatters (`weir-format`) or the
 //! placeholder checks (`weir-route::placeholder`).
@@ -51,10 +52,12 @@ mod config;
 mod error;
 pub mod path;
 pub mod sanitize;
+pub mod secondary;
 mod write;
 
 pub use config::{FileOutputConfig, DEFAULT_TIMEKEY_SECS};
 pub use error::FileOutputError;
+pub use secondary::{PrimaryFormat, SecondaryFileConfig, SecondaryFileOutput};
 pub use write::{
     ChunkSource, EventStream, FileOutput, IterEvents, META_APPENDED, META_WRITTEN, WRITE_BUFFER,
 };

@@ -308,11 +308,11 @@ pub struct FileOutput {
     crash_after: AtomicU64,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn io_err(op: &'static str, path: &Path, e: io::Error) -> FileOutputError {
+pub(crate) fn io_err(op: &'static str, path: &Path, e: io::Error) -> FileOutputError {
     FileOutputError::Io {
         op,
         path: path.to_path_buf(),
@@ -320,7 +320,7 @@ fn io_err(op: &'static str, path: &Path, e: io::Error) -> FileOutputError {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), FileOutputError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), FileOutputError> {
     let d = if dir.as_os_str().is_empty() {
         Path::new(".")
     } else {
@@ -345,7 +345,7 @@ fn file_name(p: &Path) -> String {
 }
 
 /// `mkdir -p` with `mode`, fsyncing the parent of every directory it creates.
-fn mkdir_p(dir: &Path, mode: u32) -> Result<(), FileOutputError> {
+pub(crate) fn mkdir_p(dir: &Path, mode: u32) -> Result<(), FileOutputError> {
     if dir.is_dir() {
         return Ok(());
     }

@@ -112,7 +112,7 @@ impl Plan {
 }
 
 /// The output types weir supports.
-const OUTPUT_TYPES: &str = "file, s3, stdout, null, copy, relabel, rewrite_tag_filter";
+const OUTPUT_TYPES: &str = "file, s3, webhook, stdout, null, copy, relabel, rewrite_tag_filter";
 
 /// Collects errors, warnings, labels and outputs while the config is read.
 struct Builder {
@@ -225,32 +225,69 @@ impl Builder {
                 Arc::new(StdoutOutput::new(id))
             }
             "file" => {
-                let (config, buffer) = match weir_out_file::FileOutputConfig::from_section(s) {
+                let (config, mut buffer) = match weir_out_file::FileOutputConfig::from_section(s) {
                     Ok(c) => c,
                     Err(mut e) => {
                         self.errors.append(&mut e);
                         return None;
                     }
                 };
-                let _ = writeln!(desc, "{id} (file {}) [{line}]", config.path);
+                let format = weir_out_file::PrimaryFormat {
+                    formatter: Some(Arc::clone(&config.formatter)),
+                    inject: config.inject.clone().map(Arc::new),
+                };
+                let secondary = crate::outputs::secondary::read_secondary(
+                    s,
+                    "file",
+                    format,
+                    &mut buffer,
+                    &mut self.errors,
+                    &mut self.warnings,
+                );
+                let _ = writeln!(
+                    desc,
+                    "{id} (file {}){} [{line}]",
+                    config.path,
+                    crate::outputs::secondary::describe_secondary(&secondary)
+                );
                 let sink: Arc<dyn ChunkSink> = Arc::new(weir_out_file::FileOutput::new(config));
                 let starter: SinkStarter = Box::new(move || {
-                    Box::pin(std::future::ready(Ok(Sinks {
-                        primary: sink,
-                        secondary: None,
-                    })))
+                    Box::pin(async move {
+                        Ok(Sinks {
+                            primary: sink,
+                            secondary: crate::outputs::secondary::start_secondary(secondary)
+                                .await?,
+                        })
+                    })
                 });
                 Arc::new(BufferedOutput::new(id, buffer, starter))
             }
             "s3" => {
-                let (config, buffer) = match weir_out_s3::S3OutputConfig::from_section(s) {
+                let (config, mut buffer) = match weir_out_s3::S3OutputConfig::from_section(s) {
                     Ok(c) => c,
                     Err(mut e) => {
                         self.errors.append(&mut e);
                         return None;
                     }
                 };
-                let _ = writeln!(desc, "{id} (s3 bucket {}) [{line}]", config.s3_bucket);
+                let format = weir_out_file::PrimaryFormat {
+                    formatter: Some(Arc::clone(&config.formatter)),
+                    inject: config.inject.clone(),
+                };
+                let secondary = crate::outputs::secondary::read_secondary(
+                    s,
+                    "s3",
+                    format,
+                    &mut buffer,
+                    &mut self.errors,
+                    &mut self.warnings,
+                );
+                let _ = writeln!(
+                    desc,
+                    "{id} (s3 bucket {}){} [{line}]",
+                    config.s3_bucket,
+                    crate::outputs::secondary::describe_secondary(&secondary)
+                );
                 // Credentials and the bucket are checked when weir starts, not by weir check.
                 let starter: SinkStarter = Box::new(move || {
                     Box::pin(async move {
@@ -259,11 +296,56 @@ impl Builder {
                             .map_err(|e| e.to_string())?;
                         Ok(Sinks {
                             primary: Arc::new(out) as Arc<dyn ChunkSink>,
-                            secondary: None,
+                            secondary: crate::outputs::secondary::start_secondary(secondary)
+                                .await?,
                         })
                     })
                 });
                 Arc::new(BufferedOutput::new(id, buffer, starter))
+            }
+            "webhook" => {
+                let (config, mut buffer) = match weir_out_webhook::WebhookConfig::from_section(s) {
+                    Ok(c) => c,
+                    Err(mut e) => {
+                        self.errors.append(&mut e);
+                        return None;
+                    }
+                };
+                // No formatter: a secondary_file gets msgpack, as for Fluentd's forward.
+                let secondary = crate::outputs::secondary::read_secondary(
+                    s,
+                    "webhook",
+                    weir_out_file::PrimaryFormat::default(),
+                    &mut buffer,
+                    &mut self.errors,
+                    &mut self.warnings,
+                );
+                // The URL is a secret: the plan shows its scheme and host only.
+                let _ = writeln!(
+                    desc,
+                    "{id} (webhook {}){} [{line}]",
+                    config.redacted_url(),
+                    crate::outputs::secondary::describe_secondary(&secondary)
+                );
+                let starter: SinkStarter = Box::new(move || {
+                    Box::pin(async move {
+                        let out = weir_out_webhook::WebhookOutput::new(config)
+                            .map_err(|e| e.to_string())?;
+                        Ok(Sinks {
+                            primary: Arc::new(out) as Arc<dyn ChunkSink>,
+                            secondary: crate::outputs::secondary::start_secondary(secondary)
+                                .await?,
+                        })
+                    })
+                });
+                Arc::new(BufferedOutput::new(id, buffer, starter))
+            }
+            "secondary_file" => {
+                self.errors.push(s.error(
+                    Some("@type"),
+                    "secondary_file: this plugin can only be used in the <secondary> section",
+                ));
+                return None;
             }
             "null" => {
                 self.no_buffer(s, "null");
