@@ -4,6 +4,7 @@ mod bench;
 mod cat;
 mod client;
 mod run;
+mod tail;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -54,6 +55,8 @@ enum Command {
     Cat(cat::CatArgs),
     /// Generate forward-protocol load against an aggregator and report throughput and ack latency.
     Bench(bench::BenchArgs),
+    /// Stream the events entering one or several aggregators, filtered on the servers.
+    Tail(tail::TailArgs),
 }
 
 fn init_logging(level: &str, format: LogFormat) {
@@ -78,6 +81,7 @@ fn main() -> std::process::ExitCode {
         Command::Check(args) => run::check(args),
         Command::Cat(args) => cat::cat(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Tail(args) => tail::tail(args),
     };
     match result {
         Ok(code) => code,
