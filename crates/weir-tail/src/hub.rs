@@ -462,3 +462,225 @@ impl Drop for Subscription {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::FieldMatch;
+    use crate::format::LineFormat;
+    use weir_proto::EventTime;
+
+    fn batch(records: &[&str]) -> EventBatch {
+        let mut b = weir_filter::BatchBuilder::default();
+        for r in records {
+            let v: serde_json::Value = serde_json::from_str(r).unwrap();
+            let mut out = Vec::new();
+            weir_proto::json_to_msgpack(&v, &mut out);
+            b.push(EventTime::new(1_700_000_000, 0), &out);
+        }
+        b.finish()
+    }
+
+    fn request(tag: &str, grep: &[&str], limit: Option<u64>) -> TailRequest {
+        let mut filter = TailFilter::default().tag(tag).unwrap();
+        for g in grep {
+            filter = filter.grep(FieldMatch::parse(g).unwrap());
+        }
+        TailRequest {
+            filter,
+            format: LineFormat::OutFile,
+            limit,
+        }
+    }
+
+    fn text(b: Bytes) -> String {
+        String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    /// The JSON part of each out_file line, and control lines as they are.
+    fn records(chunk: &str) -> Vec<String> {
+        chunk
+            .lines()
+            .map(|l| l.rsplit('\t').next().unwrap_or(l).to_string())
+            .collect()
+    }
+
+    fn hub(config: HubConfig) -> Arc<Hub> {
+        Arc::new(Hub::new(config))
+    }
+
+    #[tokio::test]
+    async fn only_matching_events_reach_a_subscriber() {
+        let hub = hub(HubConfig::default());
+        hub.publish("in", "blog.a", &batch(&[r#"{"level":"error"}"#]));
+        assert_eq!(hub.subscribers(), 0);
+        let mut s = hub
+            .subscribe(request("blog.**", &["level=error"], None))
+            .unwrap();
+        assert_eq!(hub.subscribers(), 1);
+        hub.publish(
+            "in",
+            "blog.a",
+            &batch(&[
+                r#"{"level":"error","n":1}"#,
+                r#"{"level":"info","n":2}"#,
+                r#"{"level":"error","n":3}"#,
+            ]),
+        );
+        hub.publish("in", "app.a", &batch(&[r#"{"level":"error","n":4}"#]));
+        hub.publish("in", "blog", &batch(&[r#"{"level":"error","n":5}"#]));
+        let got = text(s.next_chunk().await.unwrap());
+        assert_eq!(
+            records(&got),
+            [
+                r#"{"level":"error","n":1}"#,
+                r#"{"level":"error","n":3}"#,
+                r#"{"level":"error","n":5}"#
+            ]
+        );
+        assert!(
+            got.contains("\tblog.a\t") && got.contains("\tblog\t"),
+            "{got}"
+        );
+        assert_eq!(hub.sent_events(), 3);
+        drop(s);
+        assert_eq!(hub.subscribers(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_says_how_many_where() {
+        let hub = hub(HubConfig {
+            queue_events: 2,
+            ..HubConfig::default()
+        });
+        let mut slow = hub.subscribe(request("**", &[], None)).unwrap();
+        let mut fast = hub.subscribe(request("**", &[], None)).unwrap();
+        // The second subscriber reads as it goes and loses nothing.
+        for n in 0..6 {
+            hub.publish("in", "t", &batch(&[&format!(r#"{{"n":{n}}}"#)]));
+            let got = text(fast.next_chunk().await.unwrap());
+            assert_eq!(records(&got), [format!(r#"{{"n":{n}}}"#)]);
+        }
+        assert_eq!(hub.dropped_events(), 4);
+        let got = text(slow.next_chunk().await.unwrap());
+        assert_eq!(
+            records(&got),
+            [
+                r#"{"n":0}"#,
+                r#"{"n":1}"#,
+                "# weir: 4 events dropped (slow reader)"
+            ]
+        );
+        hub.publish("in", "t", &batch(&[r#"{"n":6}"#]));
+        assert_eq!(
+            records(&text(slow.next_chunk().await.unwrap())),
+            [r#"{"n":6}"#]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_queue_also_holds_at_most_its_bytes() {
+        let hub = hub(HubConfig {
+            queue_bytes: 10,
+            ..HubConfig::default()
+        });
+        let mut s = hub.subscribe(request("**", &[], None)).unwrap();
+        // The first request is always taken, however large; the next does not fit.
+        hub.publish("in", "t", &batch(&[r#"{"message":"a long enough value"}"#]));
+        hub.publish("in", "t", &batch(&[r#"{"n":1}"#, r#"{"n":2}"#]));
+        let got = text(s.next_chunk().await.unwrap());
+        assert_eq!(
+            records(&got),
+            [
+                r#"{"message":"a long enough value"}"#,
+                "# weir: 2 events dropped (slow reader)"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_limit_ends_the_stream_and_dropped_events_do_not_count() {
+        let hub = hub(HubConfig {
+            queue_events: 1,
+            ..HubConfig::default()
+        });
+        let mut s = hub.subscribe(request("**", &[], Some(3))).unwrap();
+        hub.publish("in", "t", &batch(&[r#"{"n":0}"#]));
+        hub.publish("in", "t", &batch(&[r#"{"n":1}"#]));
+        let got = text(s.next_chunk().await.unwrap());
+        assert_eq!(
+            records(&got),
+            [r#"{"n":0}"#, "# weir: 1 events dropped (slow reader)"]
+        );
+        hub.publish(
+            "in",
+            "t",
+            &batch(&[r#"{"n":2}"#, r#"{"n":3}"#, r#"{"n":4}"#]),
+        );
+        let got = text(s.next_chunk().await.unwrap());
+        assert_eq!(
+            records(&got),
+            [
+                r#"{"n":2}"#,
+                r#"{"n":3}"#,
+                "# weir: end (limit of 3 events reached)"
+            ]
+        );
+        assert!(s.next_chunk().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn source_filter() {
+        let hub = hub(HubConfig::default());
+        let mut req = request("**", &[], None);
+        req.filter = req.filter.source("b");
+        let mut s = hub.subscribe(req).unwrap();
+        hub.publish("a", "t", &batch(&[r#"{"n":0}"#]));
+        hub.publish("b", "t", &batch(&[r#"{"n":1}"#]));
+        assert_eq!(
+            records(&text(s.next_chunk().await.unwrap())),
+            [r#"{"n":1}"#]
+        );
+    }
+
+    #[tokio::test]
+    async fn close_ends_every_stream_and_refuses_new_ones() {
+        let hub = hub(HubConfig::default());
+        let mut s = hub.subscribe(request("**", &[], None)).unwrap();
+        hub.publish("in", "t", &batch(&[r#"{"n":0}"#]));
+        hub.close();
+        assert!(hub.subscribe(request("**", &[], None)).is_err());
+        // What was queued still goes out, then the end.
+        assert_eq!(
+            records(&text(s.next_chunk().await.unwrap())),
+            [r#"{"n":0}"#]
+        );
+        assert_eq!(
+            text(s.next_chunk().await.unwrap()),
+            "# weir: end (server shutting down)\n"
+        );
+        assert!(s.next_chunk().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_silent_stream_sends_a_heartbeat() {
+        let hub = hub(HubConfig {
+            heartbeat: Duration::from_millis(20),
+            ..HubConfig::default()
+        });
+        let mut s = hub.subscribe(request("**", &[], None)).unwrap();
+        assert_eq!(text(s.next_chunk().await.unwrap()), "\n");
+    }
+
+    #[test]
+    fn compact_copies_only_the_kept_records() {
+        let b = batch(&[r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#]);
+        let kept = [b.entries()[0], b.entries()[2]];
+        let c = compact(b.buffer(), &kept);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.buffer().len(), c.byte_len());
+        let recs: Vec<_> = c.iter().map(|(_, r)| r.to_vec()).collect();
+        let orig: Vec<_> = b.iter().map(|(_, r)| r.to_vec()).collect();
+        assert_eq!(recs, [orig[0].clone(), orig[2].clone()]);
+    }
+}
