@@ -124,6 +124,11 @@ pub async fn bind(config: EndpointConfig) -> Result<BoundAdmin, AdminError> {
 }
 
 impl BoundAdmin {
+    /// True for a monitor_agent endpoint (which serves everything), false for the RPC one.
+    pub fn serves_monitor(&self) -> bool {
+        matches!(self.config.role, Role::Monitor { .. })
+    }
+
     /// The address the endpoint listens on.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.local_addr().ok()

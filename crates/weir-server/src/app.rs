@@ -920,11 +920,13 @@ pub struct Prepared {
 
 impl Prepared {
     /// Binds every source of `plan`: a source whose `bind` and `port` are in `handover` takes
-    /// those sockets (they leave the map); the others bind their ports.
+    /// those sockets (they leave the map); the others bind their ports. With `tail`, every
+    /// source shows its requests to the live tail.
     pub async fn bind(
         plan: Plan,
         shutdown: CancellationToken,
         handover: &mut Handover,
+        tail: Option<&Arc<weir_tail::Hub>>,
     ) -> Result<Prepared, StartError> {
         let emits = plan.monitor_emits.clone();
         let filters = plan.filters.clone();
@@ -938,7 +940,11 @@ impl Prepared {
             let id = source.id.clone();
             let key: SourceKey = (source.bind.clone(), source.port);
             let metrics = Arc::new(SourceMetrics::default());
-            let entry = Arc::new(entry.counting_into(Arc::clone(&metrics)));
+            let mut entry = entry.counting_into(Arc::clone(&metrics));
+            if let Some(hub) = tail {
+                entry = entry.with_tap(Arc::clone(hub), &id);
+            }
+            let entry = Arc::new(entry);
             let bound = match handover.remove(&key) {
                 Some(socks) => ForwardListener::adopt(source, entry, shutdown.clone(), socks),
                 None => ForwardListener::bind(source, entry, shutdown.clone()).await,
@@ -1020,7 +1026,7 @@ impl Running {
     /// Binds every source and starts every output. Nothing is accepted until
     /// [`Running::serve`].
     pub async fn start(plan: Plan, shutdown: CancellationToken) -> Result<Running, StartError> {
-        Prepared::bind(plan, shutdown, &mut Handover::new())
+        Prepared::bind(plan, shutdown, &mut Handover::new(), None)
             .await?
             .start()
             .await

@@ -449,7 +449,7 @@ pub struct ProcessMetrics {
     pub started: std::sync::atomic::AtomicU64,
 }
 
-fn plugin_labels<'a>(m: &'a PluginMeta) -> [(&'static str, &'a str); 2] {
+fn plugin_labels(m: &PluginMeta) -> [(&'static str, &str); 2] {
     [("plugin_id", m.id.as_str()), ("type", m.type_name.as_str())]
 }
 

@@ -28,10 +28,6 @@ use crate::app::{clone_handover, plan, Handover, Plan, Prepared, Running, StartE
 use crate::monitor::{self, ProcessMetrics};
 use crate::pipeline::Pipeline;
 
-/// Something run on each new config's pipeline before it starts (the live tail attaches
-/// itself this way).
-pub type PipelineHook = Arc<dyn Fn(&Pipeline) + Send + Sync>;
-
 /// The config that runs now.
 struct Current {
     root: Element,
@@ -50,7 +46,7 @@ pub struct Supervisor {
     current: Mutex<Option<Current>>,
     view: RwLock<Arc<View>>,
     process: ProcessMetrics,
-    hook: Option<PipelineHook>,
+    tail: Option<Arc<weir_tail::Hub>>,
 }
 
 fn unix_now() -> u64 {
@@ -79,18 +75,20 @@ pub fn load_config(path: &Path) -> Result<(Element, Plan), Vec<String>> {
 
 impl Supervisor {
     /// Starts `plan` (read from `root`, from the file at `config_path`): binds its sources,
-    /// starts its outputs, and serves until `shutdown` fires or a reload replaces it.
+    /// starts its outputs, and serves until `shutdown` fires or a reload replaces it. Every
+    /// config it runs shows its sources' requests to the live tail's `tail` hub, if given.
     pub async fn start(
         config_path: PathBuf,
         root: Element,
         plan: Plan,
         drain: Duration,
         shutdown: CancellationToken,
-        hook: Option<PipelineHook>,
+        tail: Option<Arc<weir_tail::Hub>>,
     ) -> Result<Arc<Supervisor>, StartError> {
         let token = shutdown.child_token();
-        let prepared = Prepared::bind(plan, token.clone(), &mut Handover::new()).await?;
-        let running = Self::start_prepared(prepared, hook.as_ref()).await?;
+        let prepared =
+            Prepared::bind(plan, token.clone(), &mut Handover::new(), tail.as_ref()).await?;
+        let running = prepared.start().await?;
         let process = ProcessMetrics::default();
         process.started.store(unix_now(), Ordering::Relaxed);
         process
@@ -104,21 +102,10 @@ impl Supervisor {
             current: Mutex::new(None),
             view: RwLock::new(running.view()),
             process,
-            hook,
+            tail,
         });
         sup.install(root, token, running);
         Ok(sup)
-    }
-
-    async fn start_prepared(
-        prepared: Prepared,
-        hook: Option<&PipelineHook>,
-    ) -> Result<Running, StartError> {
-        let running = prepared.start().await?;
-        if let Some(h) = hook {
-            h(&running.pipeline());
-        }
-        Ok(running)
     }
 
     fn install(&self, root: Element, token: CancellationToken, running: Running) {
@@ -242,7 +229,7 @@ impl Supervisor {
         }
         let mut handover = self.sockets_of_current();
         let token = self.shutdown.child_token();
-        let prepared = Prepared::bind(plan, token.clone(), &mut handover)
+        let prepared = Prepared::bind(plan, token.clone(), &mut handover, self.tail.as_ref())
             .await
             .map_err(|e| vec![e.to_string()])?;
         // The new sources are bound: stop the old config.
@@ -255,7 +242,7 @@ impl Supervisor {
         if self.shutdown.is_cancelled() {
             return Err(vec!["weir is shutting down".to_string()]);
         }
-        match Self::start_prepared(prepared, self.hook.as_ref()).await {
+        match prepared.start().await {
             Ok(running) => {
                 tracing::info!(config = %self.config_path.display(), "config reloaded");
                 self.install(root, token, running);
@@ -290,12 +277,10 @@ impl Supervisor {
                 .join("; ")
         })?;
         let token = self.shutdown.child_token();
-        let prepared = Prepared::bind(plan, token.clone(), &mut sockets)
+        let prepared = Prepared::bind(plan, token.clone(), &mut sockets, self.tail.as_ref())
             .await
             .map_err(|e| e.to_string())?;
-        let running = Self::start_prepared(prepared, self.hook.as_ref())
-            .await
-            .map_err(|e| e.to_string())?;
+        let running = prepared.start().await.map_err(|e| e.to_string())?;
         self.install(root, token, running);
         Ok(())
     }

@@ -119,13 +119,16 @@ async fn serve(root: Element, plan: Plan, args: RunArgs) -> anyhow::Result<ExitC
         admin.push(weir_admin::bind(ep).await.context("admin endpoint")?);
     }
     let drain = Duration::from_secs(args.drain_timeout);
+    // The live tail's hub lives as long as the process: subscribers stay attached across
+    // config reloads.
+    let hub = Arc::new(weir_tail::Hub::new(weir_tail::HubConfig::default()));
     let sup = Supervisor::start(
         args.config.clone(),
         root,
         plan,
         drain,
         shutdown.clone(),
-        None,
+        Some(Arc::clone(&hub)),
     )
     .await?;
     if let Some(pid_file) = &args.pid_file {
@@ -136,7 +139,12 @@ async fn serve(root: Element, plan: Plan, args: RunArgs) -> anyhow::Result<ExitC
     let admin_stop = CancellationToken::new();
     let control: Arc<dyn weir_admin::Control> = Arc::new(AdminControl(Arc::clone(&sup)));
     for a in admin {
-        tokio::spawn(a.serve(Arc::clone(&control), None, admin_stop.clone()));
+        // The live tail is served where the plugins are (monitor_agent), not on the RPC
+        // endpoint.
+        let extra = a
+            .serves_monitor()
+            .then(|| weir_tail::routes(Arc::clone(&hub)));
+        tokio::spawn(a.serve(Arc::clone(&control), extra, admin_stop.clone()));
     }
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -165,6 +173,15 @@ async fn serve(root: Element, plan: Plan, args: RunArgs) -> anyhow::Result<ExitC
     };
     tokio::spawn(signals);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "weir started");
+    // Once shutdown begins, live-tail streams end, so their HTTP connections can close.
+    {
+        let hub = Arc::clone(&hub);
+        let stopping = sup.shutdown_token();
+        tokio::spawn(async move {
+            stopping.cancelled().await;
+            hub.close();
+        });
+    }
     sup.wait().await;
     admin_stop.cancel();
     if let Some(pid_file) = &args.pid_file {

@@ -270,6 +270,8 @@ impl BufferedOutput {
 
 /// Checks that a directory's file system has room and takes a write: statvfs, then a small
 /// file written, fsync'd and removed.
+// statvfs's field types differ between platforms.
+#[allow(clippy::useless_conversion)]
 fn probe_dir(dir: &std::path::Path) -> Result<(), String> {
     use std::ffi::CString;
     use std::io::Write as _;
