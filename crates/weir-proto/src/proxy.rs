@@ -948,28 +948,11 @@ mod tests {
     }
 
     fn arb_inet() -> impl Strategy<Value = (SocketAddr, SocketAddr)> {
-        prop_oneof![
-            (
-                any::<[u8; 4]>(),
-                any::<[u8; 4]>(),
-                any::<u16>(),
-                any::<u16>()
-            )
-                .prop_map(|(s, d, sp, dp)| (
-                    SocketAddr::new(IpAddr::from(s), sp),
-                    SocketAddr::new(IpAddr::from(d), dp)
-                )),
-            (
-                any::<[u8; 16]>(),
-                any::<[u8; 16]>(),
-                any::<u16>(),
-                any::<u16>()
-            )
-                .prop_map(|(s, d, sp, dp)| (
-                    SocketAddr::new(IpAddr::from(s), sp),
-                    SocketAddr::new(IpAddr::from(d), dp)
-                )),
-        ]
+        let v4 = any::<([u8; 4], [u8; 4])>().prop_map(|(s, d)| (IpAddr::from(s), IpAddr::from(d)));
+        let v6 =
+            any::<([u8; 16], [u8; 16])>().prop_map(|(s, d)| (IpAddr::from(s), IpAddr::from(d)));
+        (prop_oneof![v4, v6], any::<(u16, u16)>())
+            .prop_map(|((s, d), (sp, dp))| (SocketAddr::new(s, sp), SocketAddr::new(d, dp)))
     }
 
     fn arb_tlv() -> impl Strategy<Value = (u8, Vec<u8>)> {
