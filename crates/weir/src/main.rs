@@ -3,6 +3,7 @@
 mod bench;
 mod cat;
 mod client;
+mod flush;
 mod run;
 mod tail;
 
@@ -57,6 +58,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Stream the events entering one or several aggregators, filtered on the servers.
     Tail(tail::TailArgs),
+    /// Make a running weir write out every buffer now (its admin endpoint, or SIGUSR1).
+    Flush(flush::AdminCallArgs),
+    /// Make a running weir read its config file again (its admin endpoint, or SIGHUP).
+    Reload(flush::AdminCallArgs),
 }
 
 fn init_logging(level: &str, format: LogFormat) {
@@ -82,6 +87,8 @@ fn main() -> std::process::ExitCode {
         Command::Cat(args) => cat::cat(args),
         Command::Bench(args) => bench::bench(args),
         Command::Tail(args) => tail::tail(args),
+        Command::Flush(args) => flush::call(flush::Call::Flush, args),
+        Command::Reload(args) => flush::call(flush::Call::Reload, args),
     };
     match result {
         Ok(code) => code,
