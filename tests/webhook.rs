@@ -156,12 +156,17 @@ fn a_500_is_retried_through_the_buffer() {
     assert_eq!(reqs[0].body, reqs[1].body, "the same message again");
     assert_eq!(reqs[1].json()["text"], "boom");
     assert!(
-        weir.wait_log("answered 500", Duration::from_secs(5)).is_some(),
+        weir.wait_log("answered 500", Duration::from_secs(5))
+            .is_some(),
         "{}",
         log(&weir)
     );
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(hook.requests().len(), 2, "delivered once the server said 200");
+    assert_eq!(
+        hook.requests().len(),
+        2,
+        "delivered once the server said 200"
+    );
 }
 
 #[test]
@@ -179,7 +184,11 @@ fn a_429_waits_for_its_retry_after() {
             "flush_interval 1s\n    retry_wait 1s\n    retry_randomize false",
         ),
     );
-    send(&weir, "app.web", &[r#"{"level":"error","message":"slow down"}"#]);
+    send(
+        &weir,
+        "app.web",
+        &[r#"{"level":"error","message":"slow down"}"#],
+    );
     let reqs = hook.wait_for(2, Duration::from_secs(30));
     assert_eq!(reqs.len(), 2, "weir's log:\n{}", log(&weir));
     // retry_wait alone would retry after 1 s; Retry-After asked for 3.
@@ -224,7 +233,8 @@ fn the_rate_limit_keeps_the_rest_in_the_buffer_across_restarts() {
     };
     assert_eq!(hook.wait_for(1, Duration::from_secs(30)).len(), 1);
     assert!(
-        weir.wait_log("rate limit", Duration::from_secs(30)).is_some(),
+        weir.wait_log("rate limit", Duration::from_secs(30))
+            .is_some(),
         "{}",
         log(&weir)
     );
@@ -249,7 +259,8 @@ fn the_rate_limit_keeps_the_rest_in_the_buffer_across_restarts() {
         );
         if n < 3 {
             assert!(
-                weir.wait_log("rate limit", Duration::from_secs(30)).is_some(),
+                weir.wait_log("rate limit", Duration::from_secs(30))
+                    .is_some(),
                 "{}",
                 log(&weir)
             );

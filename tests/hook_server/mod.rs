@@ -122,7 +122,9 @@ fn reason(status: u16) -> &'static str {
 }
 
 fn serve(stream: TcpStream, state: Arc<(Mutex<State>, Condvar)>) {
-    let Ok(mut w) = stream.try_clone() else { return };
+    let Ok(mut w) = stream.try_clone() else {
+        return;
+    };
     let mut r = BufReader::new(stream);
     while let Some(req) = read_request(&mut r) {
         let answer = {
@@ -135,7 +137,11 @@ fn serve(stream: TcpStream, state: Arc<(Mutex<State>, Condvar)>) {
                 .or_else(|| st.default.clone())
                 .unwrap_or_else(|| Answer::status(200))
         };
-        let body: &[u8] = if answer.status == 200 { b"ok" } else { b"error" };
+        let body: &[u8] = if answer.status == 200 {
+            b"ok"
+        } else {
+            b"error"
+        };
         let mut head = format!(
             "HTTP/1.1 {} {}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n",
             answer.status,
@@ -146,7 +152,10 @@ fn serve(stream: TcpStream, state: Arc<(Mutex<State>, Condvar)>) {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str("\r\n");
-        if w.write_all(head.as_bytes()).and_then(|_| w.write_all(body)).is_err() {
+        if w.write_all(head.as_bytes())
+            .and_then(|_| w.write_all(body))
+            .is_err()
+        {
             return;
         }
     }
@@ -177,7 +186,11 @@ impl HookServer {
 
     /// Answers every unscripted request with this.
     pub fn always(&self, answer: Answer) {
-        self.state.0.lock().unwrap_or_else(|e| e.into_inner()).default = Some(answer);
+        self.state
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .default = Some(answer);
     }
 
     /// Every request so far.
@@ -210,6 +223,9 @@ impl HookServer {
 
     /// The URL of a Slack-like webhook on this server.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/services/T0001/B0001/SeCrEtToKeN", self.port)
+        format!(
+            "http://127.0.0.1:{}/services/T0001/B0001/SeCrEtToKeN",
+            self.port
+        )
     }
 }
