@@ -710,6 +710,25 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any host and port print as an address that parses back to the same host and port.
+        #[test]
+        fn server_addresses_round_trip(
+            host in "([a-z0-9-]{1,20}(\\.[a-z0-9-]{1,20}){0,3}|[0-9a-f:]{2,39})",
+            port in 1u16..,
+        ) {
+            let a = ServerAddr { host: host.clone(), port };
+            let b: ServerAddr = a.to_string().parse().map_err(proptest::test_runner::TestCaseError::fail)?;
+            proptest::prop_assert_eq!(a, b);
+        }
+
+        /// Arbitrary text never panics the parser.
+        #[test]
+        fn server_addresses_never_panic(s in ".{0,64}") {
+            let _ = s.parse::<ServerAddr>();
+        }
+    }
+
     #[test]
     fn failover_walks_the_list_and_recovers_to_the_primary_after_recover_wait() {
         let t0 = Instant::now();
