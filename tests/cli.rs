@@ -349,7 +349,7 @@ fn pid_file_is_written_while_running_and_removed_at_exit() {
     }
     let written = std::fs::read_to_string(&pid_file).unwrap();
     assert_eq!(written.trim(), child.id().to_string());
-    // SIGHUP does not stop weir (reload is not supported yet; it says so in its log).
+    // SIGHUP reloads the config; it does not stop weir.
     let hup = Command::new("kill")
         .args(["-HUP", &child.id().to_string()])
         .status()
