@@ -718,3 +718,150 @@ fn the_release_artifact_holds_what_the_launch_template_installs() {
         read("deploy/systemd/weir.service").trim_end()
     );
 }
+
+/// A stand-in for the EC2 instance metadata service on 127.0.0.1: IMDSv2 tokens, the instance
+/// id, and an Auto Scaling target lifecycle state that turns to "Terminated" after `in_service`
+/// answers.
+fn fake_imds(in_service: usize) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut asked = 0usize;
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("");
+            let (status, body) = match path {
+                "/latest/api/token" if request.starts_with("PUT ") => ("200 OK", "token-1"),
+                "/latest/meta-data/instance-id" => ("200 OK", "i-0123456789abcdef0"),
+                "/latest/meta-data/autoscaling/target-lifecycle-state" => {
+                    asked += 1;
+                    (
+                        "200 OK",
+                        if asked > in_service {
+                            "Terminated"
+                        } else {
+                            "InService"
+                        },
+                    )
+                }
+                _ => ("404 Not Found", ""),
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn the_lifecycle_watcher_flushes_stops_weir_and_completes_the_termination() {
+    use weir_e2e::{record, with_chunk, RawClient};
+    use weir_proto::{encode_forward, EventTime};
+
+    // A weir whose buffer holds acknowledged events that would otherwise wait an hour.
+    let mut weir = Weir::start(
+        "deploy-lifecycle",
+        "<source>\n  @type forward\n  bind 127.0.0.1\n  port {port}\n</source>\n\
+         <match **>\n  @type file\n  path {dir}/out/${tag}\n  append true\n  <format>\n    \
+         @type ltsv\n  </format>\n  <buffer tag>\n    @type file\n    path {dir}/buffer/files\n    \
+         flush_mode interval\n    flush_interval 1h\n  </buffer>\n</match>\n",
+    );
+    let mut client = RawClient::connect(&weir);
+    let records: Vec<Vec<u8>> = (0..50)
+        .map(|n| record(&format!(r#"{{"n":{n}}}"#)))
+        .collect();
+    let entries: Vec<(EventTime, &[u8])> = records
+        .iter()
+        .map(|r| (EventTime::new(1_700_000_000, 0), r.as_slice()))
+        .collect();
+    client.send(&encode_forward("drain.test", &entries, &with_chunk("c1")));
+    assert_eq!(client.ack().as_deref(), Some(&b"c1"[..]));
+    drop(client);
+
+    // systemctl and aws stand-ins that record their calls and act on this weir process.
+    let scratch = Scratch::new("deploy-lifecycle-tools");
+    let calls = scratch.path().join("calls.log");
+    let bin = scratch.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    let systemctl = r#"#!/bin/sh
+echo "systemctl $*" >> "$FAKE_CALLS"
+case "$1" in
+  kill) kill -USR1 "$FAKE_WEIR_PID" ;;
+  stop)
+    kill -TERM "$FAKE_WEIR_PID"
+    while [ -e "/proc/$FAKE_WEIR_PID" ] && [ "$(cut -d ' ' -f 3 "/proc/$FAKE_WEIR_PID/stat")" != Z ]; do
+      sleep 0.05
+    done ;;
+esac
+"#;
+    std::fs::write(bin.join("systemctl"), systemctl).expect("systemctl");
+    std::fs::write(
+        bin.join("aws"),
+        "#!/bin/sh\necho \"aws $*\" >> \"$FAKE_CALLS\"\n",
+    )
+    .expect("aws");
+    let (ok, _, err) = run(Command::new("chmod")
+        .arg("755")
+        .arg(bin.join("systemctl"))
+        .arg(bin.join("aws")));
+    assert!(ok, "{err}");
+
+    let imds = fake_imds(2);
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let (ok, out, err) = run(Command::new("bash")
+        .arg("deploy/aws/weir-lifecycle.sh")
+        .env("PATH", path)
+        .env("WEIR_ASG_NAME", "weir-aggregators")
+        .env("WEIR_LIFECYCLE_HOOK", "weir-drain")
+        .env("WEIR_BUFFER_DIR", weir.dir.path().join("buffer"))
+        .env("WEIR_DRAIN_SECONDS", "30")
+        .env("WEIR_POLL_SECONDS", "0.2")
+        .env("WEIR_IMDS_URL", format!("http://127.0.0.1:{imds}"))
+        .env("FAKE_CALLS", &calls)
+        .env("FAKE_WEIR_PID", weir.pid().to_string()));
+    assert!(ok, "weir-lifecycle failed:\n{out}\n{err}");
+    let log = format!("{out}\n{err}");
+    let empty = log
+        .find("the buffers are empty")
+        .unwrap_or_else(|| panic!("SIGUSR1 did not empty the buffers before the stop:\n{log}"));
+    assert!(empty < log.find("stopping weir").expect("a stop"), "{log}");
+
+    let status = weir.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "weir did not stop cleanly: {status:?}"
+    );
+    let delivered = std::fs::read_to_string(weir.dir.path().join("out/drain.test.log"))
+        .expect("the output file");
+    assert_eq!(delivered.lines().count(), 50, "{delivered}");
+
+    let calls = std::fs::read_to_string(&calls).expect("the calls");
+    let calls: Vec<&str> = calls.lines().collect();
+    assert_eq!(
+        calls,
+        [
+            "systemctl kill -s USR1 weir.service",
+            "systemctl stop weir.service",
+            "aws autoscaling complete-lifecycle-action --auto-scaling-group-name weir-aggregators \
+             --lifecycle-hook-name weir-drain --instance-id i-0123456789abcdef0 \
+             --lifecycle-action-result CONTINUE",
+        ]
+    );
+}

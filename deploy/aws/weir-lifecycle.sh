@@ -21,13 +21,15 @@
 #   WEIR_BUFFER_DIR      the chunk store root (default /var/lib/weir/buffer)
 #   WEIR_DRAIN_SECONDS   the longest wait for the buffers to empty (default 900)
 #   AWS_REGION           the region, for the AWS CLI
+# and, for tests: WEIR_IMDS_URL (default http://169.254.169.254), WEIR_POLL_SECONDS (5).
 set -uo pipefail
 
 : "${WEIR_ASG_NAME:?WEIR_ASG_NAME is not set}"
 : "${WEIR_LIFECYCLE_HOOK:?WEIR_LIFECYCLE_HOOK is not set}"
 buffer_dir=${WEIR_BUFFER_DIR:-/var/lib/weir/buffer}
 drain_seconds=${WEIR_DRAIN_SECONDS:-900}
-imds=http://169.254.169.254/latest
+poll=${WEIR_POLL_SECONDS:-5}
+imds=${WEIR_IMDS_URL:-http://169.254.169.254}/latest
 
 log() { echo "weir-lifecycle: $*"; }
 
@@ -37,9 +39,11 @@ metadata() {
     curl -sf -m 5 -H "X-aws-ec2-metadata-token: $token" "$imds/meta-data/$1"
 }
 
-# Chunk files in the store (each buffer keeps chunks as buffer.*.log with a .meta beside).
+# Chunks waiting for delivery (each buffer keeps them as buffer.*.log with a .meta beside).
+# Chunks already set aside in failed/ or corrupt/ will not be delivered by waiting longer.
 pending_chunks() {
-  find "$buffer_dir" -type f -name 'buffer.*' ! -name '*.meta' 2>/dev/null | wc -l
+  find "$buffer_dir" \( -name failed -o -name corrupt \) -prune -o \
+    -type f -name 'buffer.*' ! -name '*.meta' -print 2>/dev/null | wc -l
 }
 
 lifecycle() {
@@ -53,7 +57,7 @@ log "watching instance $instance_id of $WEIR_ASG_NAME"
 while :; do
   state=$(metadata autoscaling/target-lifecycle-state || true)
   [ "$state" = Terminated ] && break
-  sleep 5
+  sleep "$poll"
 done
 
 log "termination requested: flushing weir's buffers (at most ${drain_seconds}s)"
@@ -69,16 +73,20 @@ while [ "$(pending_chunks)" -gt 0 ] && [ $((SECONDS - start)) -lt "$drain_second
     lifecycle record-lifecycle-action-heartbeat || log "could not record a heartbeat"
     last_heartbeat=$SECONDS
   fi
-  sleep 5
+  sleep "$poll"
 done
+pending=$(pending_chunks)
+if [ "$pending" -eq 0 ]; then
+  log "the buffers are empty after $((SECONDS - start))s"
+else
+  log "gave up waiting after ${drain_seconds}s: $pending chunk(s) pending"
+fi
 
-log "stopping weir"
+log "stopping weir (it flushes what is left)"
 systemctl stop weir.service
 left=$(pending_chunks)
 if [ "$left" -gt 0 ]; then
   log "WARNING: $left chunk(s) were not delivered and are lost with this instance"
-else
-  log "every buffer is empty"
 fi
 
 lifecycle complete-lifecycle-action --lifecycle-action-result CONTINUE ||
