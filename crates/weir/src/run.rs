@@ -138,13 +138,18 @@ async fn serve(root: Element, plan: Plan, args: RunArgs) -> anyhow::Result<ExitC
     // The admin endpoints serve across reloads; they stop once the last config has stopped.
     let admin_stop = CancellationToken::new();
     let control: Arc<dyn weir_admin::Control> = Arc::new(AdminControl(Arc::clone(&sup)));
+    let mut admin_tasks = Vec::new();
     for a in admin {
         // The live tail is served where the plugins are (monitor_agent), not on the RPC
         // endpoint.
         let extra = a
             .serves_monitor()
             .then(|| weir_tail::routes(Arc::clone(&hub)));
-        tokio::spawn(a.serve(Arc::clone(&control), extra, admin_stop.clone()));
+        admin_tasks.push(tokio::spawn(a.serve(
+            Arc::clone(&control),
+            extra,
+            admin_stop.clone(),
+        )));
     }
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -183,7 +188,14 @@ async fn serve(root: Element, plan: Plan, args: RunArgs) -> anyhow::Result<ExitC
         });
     }
     sup.wait().await;
+    // Live-tail streams end (again, if they already have), and the admin endpoints finish
+    // the responses they are sending (the end of each stream), for a few seconds at most.
+    hub.close();
     admin_stop.cancel();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    for t in admin_tasks {
+        let _ = tokio::time::timeout_at(deadline, t).await;
+    }
     if let Some(pid_file) = &args.pid_file {
         let _ = std::fs::remove_file(pid_file);
     }
