@@ -1147,3 +1147,66 @@ pub enum StartError {
         message: String,
     },
 }
+
+#[cfg(test)]
+mod admin_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn plan_of(text: &str) -> Result<Plan, Vec<ConfigError>> {
+        let root =
+            weir_config::parse_str(text, "t.conf", std::path::Path::new(".")).map_err(|e| e.0)?;
+        plan(&root)
+    }
+
+    #[test]
+    fn monitor_agent_defaults_and_parameters() {
+        let p = plan_of("<source>\n  @type monitor_agent\n</source>\n").unwrap();
+        assert_eq!(
+            p.admin,
+            vec![weir_admin::EndpointConfig {
+                bind: "127.0.0.1".into(),
+                port: 24220,
+                role: weir_admin::Role::Monitor {
+                    include_config: true,
+                    include_retry: true,
+                },
+                token: None,
+            }]
+        );
+        let p = plan_of(
+            "<source>\n  @type monitor_agent\n  port 9\n  include_config false\n  tag mon\n  emit_interval 5s\n  token t\n</source>\n<system>\n  rpc_endpoint 127.0.0.1:24444\n</system>\n",
+        )
+        .unwrap();
+        assert_eq!(p.admin.len(), 2);
+        assert_eq!(p.admin[1].role, weir_admin::Role::Rpc);
+        assert_eq!(
+            p.admin[1].token.as_deref(),
+            Some("t"),
+            "the RPC endpoint shares the token"
+        );
+        assert_eq!(p.monitor_emits.len(), 1);
+        assert_eq!(p.monitor_emits[0].interval, Duration::from_secs(5));
+        let errs = plan_of("<source>\n  @type monitor_agent\n  port 70000\n</source>\n")
+            .err()
+            .unwrap();
+        assert!(errs[0].to_string().contains("t.conf:3"), "{}", errs[0]);
+    }
+
+    proptest! {
+        #[test]
+        fn rpc_endpoints_round_trip(a in 0u8..=255, b in 0u8..=255, port in any::<u16>()) {
+            let v4 = format!("10.{a}.{b}.1:{port}");
+            prop_assert_eq!(parse_rpc_endpoint(&v4), Some((format!("10.{a}.{b}.1"), port)));
+            let v6 = format!("[::{a:x}]:{port}");
+            prop_assert_eq!(parse_rpc_endpoint(&v6), Some((format!("::{a:x}"), port)));
+        }
+
+        #[test]
+        fn rpc_endpoint_never_panics(s in "\\PC{0,40}") {
+            if let Some((host, _)) = parse_rpc_endpoint(&s) {
+                prop_assert!(!host.is_empty());
+            }
+        }
+    }
+}
