@@ -48,7 +48,7 @@ pub struct CatArgs {
     recover_wait: Duration,
     /// With --ack: how long to wait for an ack before treating the server as failed
     /// (Fluentd's `ack_response_timeout`).
-    #[arg(long, value_name = "SECONDS", default_value = "190", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = "190", value_parser = parse_positive_seconds)]
     ack_timeout: Duration,
 }
 
@@ -56,6 +56,13 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
     match s.parse::<f64>() {
         Ok(v) if (0.0..=86_400.0).contains(&v) => Ok(Duration::from_secs_f64(v)),
         _ => Err(format!("'{s}' is not a number of seconds from 0 to 86400")),
+    }
+}
+
+fn parse_positive_seconds(s: &str) -> Result<Duration, String> {
+    match parse_seconds(s)? {
+        d if d.is_zero() => Err("must be more than 0 seconds".into()),
+        d => Ok(d),
     }
 }
 
@@ -146,4 +153,21 @@ fn to_record(line: &str) -> anyhow::Result<Option<Vec<u8>>> {
     let mut out = Vec::with_capacity(line.len());
     json_to_msgpack(&value, &mut out);
     Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_parse_with_fractions_and_limits() {
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_seconds("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_seconds("190"), Ok(Duration::from_secs(190)));
+        for bad in ["-1", "NaN", "inf", "86401", "ten", ""] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+        assert!(parse_positive_seconds("0").is_err());
+        assert_eq!(parse_positive_seconds("1"), Ok(Duration::from_secs(1)));
+    }
 }
