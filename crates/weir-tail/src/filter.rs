@@ -210,14 +210,8 @@ impl TailFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::record;
     use proptest::prelude::*;
-
-    fn record(json: &str) -> Vec<u8> {
-        let v: serde_json::Value = serde_json::from_str(json).unwrap();
-        let mut out = Vec::new();
-        weir_proto::json_to_msgpack(&v, &mut out);
-        out
-    }
 
     #[test]
     fn splits_at_the_first_equals_of_a_plain_key() {

@@ -117,13 +117,7 @@ impl LineWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn record(json: &str) -> Vec<u8> {
-        let v: serde_json::Value = serde_json::from_str(json).unwrap();
-        let mut out = Vec::new();
-        weir_proto::json_to_msgpack(&v, &mut out);
-        out
-    }
+    use crate::testutil::record;
 
     fn line(format: LineFormat, json: &str) -> String {
         let mut out = Vec::new();

@@ -59,7 +59,6 @@ mod tests {
     use std::time::{Duration, Instant};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
-    use weir_proto::EventTime;
 
     async fn serve(hub: Arc<Hub>) -> std::net::SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -104,12 +103,7 @@ mod tests {
     }
 
     fn batch(json: &str) -> weir_proto::EventBatch {
-        let v: serde_json::Value = serde_json::from_str(json).unwrap();
-        let mut rec = Vec::new();
-        weir_proto::json_to_msgpack(&v, &mut rec);
-        let mut b = weir_filter::BatchBuilder::default();
-        b.push(EventTime::new(1, 0), &rec);
-        b.finish()
+        crate::testutil::batch_at(1, &[json])
     }
 
     #[tokio::test]

@@ -468,17 +468,9 @@ mod tests {
     use super::*;
     use crate::filter::FieldMatch;
     use crate::format::LineFormat;
-    use weir_proto::EventTime;
 
     fn batch(records: &[&str]) -> EventBatch {
-        let mut b = weir_filter::BatchBuilder::default();
-        for r in records {
-            let v: serde_json::Value = serde_json::from_str(r).unwrap();
-            let mut out = Vec::new();
-            weir_proto::json_to_msgpack(&v, &mut out);
-            b.push(EventTime::new(1_700_000_000, 0), &out);
-        }
-        b.finish()
+        crate::testutil::batch_at(1_700_000_000, records)
     }
 
     fn request(tag: &str, grep: &[&str], limit: Option<u64>) -> TailRequest {

@@ -27,3 +27,27 @@ pub use format::{LineFormat, LineWriter};
 pub use http::{routes, TAIL_PATH};
 pub use hub::{Hub, HubClosed, HubConfig, Subscription, CONTROL_PREFIX};
 pub use request::{RequestError, TailRequest};
+
+#[cfg(test)]
+mod testutil {
+    //! Records and batches from JSON, for the tests.
+
+    use weir_proto::{EventBatch, EventTime};
+
+    /// One record as msgpack.
+    pub fn record(json: &str) -> Vec<u8> {
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        let mut out = Vec::new();
+        weir_proto::json_to_msgpack(&v, &mut out);
+        out
+    }
+
+    /// A batch of these records, all at `sec`.
+    pub fn batch_at(sec: u32, records: &[&str]) -> EventBatch {
+        let mut b = weir_filter::BatchBuilder::default();
+        for r in records {
+            b.push(EventTime::new(sec, 0), &record(r));
+        }
+        b.finish()
+    }
+}

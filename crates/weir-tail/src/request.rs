@@ -69,6 +69,9 @@ impl TailRequest {
         let mut source = None;
         let mut format = None;
         let mut limit = None;
+        let condition = |param: &'static str, v: &str| {
+            FieldMatch::parse(v).map_err(|source| RequestError::Filter { param, source })
+        };
         for (k, v) in form_urlencoded::parse(query.as_bytes()) {
             match k.as_ref() {
                 "tag" => once(&mut tag, "tag", v.into_owned())?,
@@ -85,20 +88,8 @@ impl TailRequest {
                         .ok_or_else(|| RequestError::Limit(v.clone().into_owned()))?;
                     once(&mut limit, "limit", n)?;
                 }
-                "grep" => {
-                    let m = FieldMatch::parse(&v).map_err(|source| RequestError::Filter {
-                        param: "grep",
-                        source,
-                    })?;
-                    filter = filter.grep(m);
-                }
-                "exclude" => {
-                    let m = FieldMatch::parse(&v).map_err(|source| RequestError::Filter {
-                        param: "exclude",
-                        source,
-                    })?;
-                    filter = filter.exclude(m);
-                }
+                "grep" => filter = filter.grep(condition("grep", &v)?),
+                "exclude" => filter = filter.exclude(condition("exclude", &v)?),
                 "token" => {}
                 other => return Err(RequestError::Unknown(other.to_string())),
             }
