@@ -6,15 +6,14 @@
 
 mod admin_client;
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use admin_client::{get, metrics_when, post, sample, wait_lines};
 use serde_json::{json, Value};
 use weir_e2e::{
-    free_port, python, record, run_with_timeout, weir_bin, with_chunk, RawClient, Scratch, Weir,
+    free_port, python, record, run_with_timeout, weir_bin, with_chunk, RawClient, Scratch,
+    TmpfsMount, Weir,
 };
 use weir_proto::{encode_forward, EventTime};
 
@@ -427,66 +426,14 @@ fn token_required_beyond_loopback() {
 // Health while the store's disk is full
 // ---------------------------------------------------------------------------------------------
 
-/// A tmpfs mounted for the test, unmounted when dropped (also when the test panics).
-struct TmpfsMount {
-    dir: PathBuf,
-}
-
-impl TmpfsMount {
-    /// Mounts a tmpfs of `size`, or says why not; the caller decides whether to skip
-    /// (`WEIR_SKIP_TMPFS=1`).
-    fn mount(dir: &Path, size: &str) -> Result<TmpfsMount, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("running mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "mount failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(TmpfsMount {
-            dir: dir.to_path_buf(),
-        })
-    }
-}
-
-impl Drop for TmpfsMount {
-    fn drop(&mut self) {
-        let unmounted = Command::new("umount")
-            .arg(&self.dir)
-            .status()
-            .is_ok_and(|s| s.success())
-            || Command::new("umount")
-                .arg("-l")
-                .arg(&self.dir)
-                .status()
-                .is_ok_and(|s| s.success());
-        if !unmounted {
-            eprintln!("could not unmount the tmpfs at {}", self.dir.display());
-        }
-    }
-}
-
 /// `/healthz` answers 503 (naming the full disk) once the file buffer's disk is full, and 200
 /// again when space returns, without any new event arriving.
 #[test]
 fn healthz_is_503_while_the_store_is_full_and_200_when_space_returns() {
     let mount_root = Scratch::new("admin-health-tmpfs");
     let fs_dir = mount_root.path().join("fs");
-    let _mount = match TmpfsMount::mount(&fs_dir, "2m") {
-        Ok(m) => m,
-        Err(why) => {
-            if std::env::var("WEIR_SKIP_TMPFS").as_deref() == Ok("1") {
-                let _ = writeln!(std::io::stderr(), "skipped: cannot mount tmpfs: {why}");
-                return;
-            }
-            panic!("cannot mount tmpfs: {why} (this test needs root; set WEIR_SKIP_TMPFS=1 to skip it)");
-        }
+    let Some(_mount) = TmpfsMount::mount_or_skip(&fs_dir, "2m") else {
+        return;
     };
     let filler = fs_dir.join("filler");
     std::fs::write(&filler, vec![0u8; 1536 * 1024]).unwrap();

@@ -15,11 +15,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use weir_e2e::{record, with_chunk, RawClient, Scratch, Weir};
+use weir_e2e::{record, with_chunk, RawClient, Scratch, TmpfsMount, Weir};
 use weir_proto::{encode_forward, parse_ack, EventTime, FrameDecoder, FrameLimits};
 
 const TAG: &str = "limits.test";
@@ -192,63 +191,6 @@ fn stop(weir: &mut Weir) {
 // Disk full
 // ---------------------------------------------------------------------------------------------
 
-/// A tmpfs mounted for the test, unmounted when dropped (also when the test panics).
-struct TmpfsMount {
-    dir: PathBuf,
-}
-
-impl TmpfsMount {
-    fn mount(dir: &Path, size: &str) -> Result<TmpfsMount, String> {
-        let euid = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("Uid:"))
-                    .and_then(|v| v.split_whitespace().nth(1).map(str::to_string))
-            })
-            .unwrap_or_default();
-        if euid != "0" {
-            return Err(format!("not running as root (effective uid {euid:?})"));
-        }
-        std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("running mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "mount failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(TmpfsMount {
-            dir: dir.to_path_buf(),
-        })
-    }
-}
-
-impl Drop for TmpfsMount {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            // Something still holds a file open there: detach it lazily rather than leak it.
-            let lazy = Command::new("umount")
-                .arg("-l")
-                .arg(&self.dir)
-                .status()
-                .is_ok_and(|s| s.success());
-            if !lazy {
-                eprintln!("could not unmount the tmpfs at {}", self.dir.display());
-            }
-        }
-    }
-}
-
 const DISK_FULL_CONFIG: &str = r#"
 <source>
   @type forward
@@ -289,18 +231,8 @@ fn disk_full_case(name: &str, rotate: bool) {
     // Declared first, dropped last: the mount point outlives the mount, which outlives weir.
     let mount_root = Scratch::new(&format!("{name}-tmpfs"));
     let fs_dir = mount_root.path().join("fs");
-    let _mount = match TmpfsMount::mount(&fs_dir, "2m") {
-        Ok(m) => m,
-        Err(why) => {
-            if std::env::var("WEIR_SKIP_TMPFS").as_deref() == Ok("1") {
-                // Straight to the process's stderr, so the test harness does not hide it.
-                let _ = writeln!(std::io::stderr(), "skipped: cannot mount tmpfs: {why}");
-                return;
-            }
-            panic!(
-                "cannot mount tmpfs: {why} (this test needs root; set WEIR_SKIP_TMPFS=1 to skip it)"
-            );
-        }
+    let Some(_mount) = TmpfsMount::mount_or_skip(&fs_dir, "2m") else {
+        return;
     };
     // Most of the 2 MiB is taken by a filler, so the buffer runs out of space quickly.
     let filler = fs_dir.join("filler");

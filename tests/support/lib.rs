@@ -513,3 +513,79 @@ impl RawClient {
         }
     }
 }
+
+/// A tmpfs mounted for a test, unmounted when dropped (also when the test panics).
+pub struct TmpfsMount {
+    dir: PathBuf,
+}
+
+impl TmpfsMount {
+    /// Mounts a tmpfs of `size` (`2m`) at `dir`, or says why it cannot (it needs root).
+    pub fn mount(dir: &Path, size: &str) -> Result<TmpfsMount, String> {
+        let euid = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .and_then(|v| v.split_whitespace().nth(1).map(str::to_string))
+            })
+            .unwrap_or_default();
+        if euid != "0" {
+            return Err(format!("not running as root (effective uid {euid:?})"));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("running mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(TmpfsMount {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Mounts a tmpfs, or, when that is impossible and `WEIR_SKIP_TMPFS=1` is set, says why on
+    /// standard error and returns `None` (the test is skipped). Panics otherwise.
+    pub fn mount_or_skip(dir: &Path, size: &str) -> Option<TmpfsMount> {
+        match TmpfsMount::mount(dir, size) {
+            Ok(m) => Some(m),
+            Err(why) => {
+                if std::env::var("WEIR_SKIP_TMPFS").as_deref() == Ok("1") {
+                    // Straight to the process's stderr, so the test harness does not hide it.
+                    let _ = writeln!(std::io::stderr(), "skipped: cannot mount tmpfs: {why}");
+                    return None;
+                }
+                panic!(
+                    "cannot mount tmpfs: {why} (this test needs root; set WEIR_SKIP_TMPFS=1 to skip it)"
+                );
+            }
+        }
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            // Something still holds a file open there: detach it lazily rather than leak it.
+            let lazy = Command::new("umount")
+                .arg("-l")
+                .arg(&self.dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !lazy {
+                eprintln!("could not unmount the tmpfs at {}", self.dir.display());
+            }
+        }
+    }
+}
