@@ -483,3 +483,112 @@ fn healthz_is_503_while_the_store_is_full_and_200_when_space_returns() {
         "takes data again"
     );
 }
+
+/// From the moment shutdown begins, `/healthz` answers 503 while connections drain, so a load
+/// balancer stops sending; the request in progress still gets its ack.
+#[test]
+fn healthz_is_503_while_shutting_down() {
+    let admin = free_port();
+    let config = format!(
+        r#"
+<source>
+  @type forward
+  @id in_fwd
+  bind 127.0.0.1
+  port {{port}}
+</source>
+<source>
+  @type monitor_agent
+  port {admin}
+</source>
+<match **>
+  @type null
+</match>
+"#
+    );
+    let mut weir = Weir::start("admin-shutdown", &config);
+    let r = record(r#"{"a":1}"#);
+    let request = |chunk: &str| {
+        encode_forward(
+            "t",
+            &[(EventTime::new(1_700_000_000, 0), r.as_slice())],
+            &with_chunk(chunk),
+        )
+    };
+    // A whole request first, so the connection's reader is running; then half of another,
+    // which shutdown must wait for.
+    let mut c = RawClient::connect(&weir);
+    c.send(&request("whole"));
+    assert_eq!(c.ack().as_deref(), Some(&b"whole"[..]));
+    let bytes = request("half");
+    let (first, rest) = bytes.split_at(bytes.len() / 2);
+    c.send(first);
+    let text = get(admin, "/metrics", None).body;
+    assert_eq!(
+        sample(
+            &text,
+            "weir_forward_connections_open",
+            &[("source", "in_fwd")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(get(admin, "/healthz", None).status, 200);
+    weir.signal("TERM");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let h = loop {
+        let h = get(admin, "/healthz", None);
+        if h.status != 200 || std::time::Instant::now() > deadline {
+            break h;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        (h.status, h.body.as_str()),
+        (503, "unavailable: shutting down\n")
+    );
+    // The half-sent request is finished and acknowledged; then weir exits.
+    c.send(rest);
+    assert_eq!(c.ack().as_deref(), Some(&b"half"[..]));
+    let status = weir.wait_exit(Duration::from_secs(60));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
+/// monitor_agent's `tag`: its records arrive in the pipeline as events, one per plugin.
+#[test]
+fn monitor_agent_tag_emits_plugin_records() {
+    let admin = free_port();
+    let config = format!(
+        r#"
+<source>
+  @type forward
+  @id in_fwd
+  bind 127.0.0.1
+  port {{port}}
+</source>
+<source>
+  @type monitor_agent
+  @id monitor
+  port {admin}
+  tag weir.monitor
+  emit_interval 1s
+</source>
+<match weir.monitor>
+  @type stdout
+  @id out_stdout
+</match>
+"#
+    );
+    let weir = Weir::start("admin-emit", &config);
+    let lines = weir.wait_stdout(3, Duration::from_secs(60));
+    let first: Vec<&String> = lines.iter().take(3).collect();
+    for (line, id) in first.iter().zip(["in_fwd", "monitor", "out_stdout"]) {
+        assert!(
+            line.contains("weir.monitor: ") && line.contains(&format!("\"plugin_id\":\"{id}\"")),
+            "{line}"
+        );
+        assert!(
+            !line.contains("\"config\""),
+            "records leave config out: {line}"
+        );
+    }
+}

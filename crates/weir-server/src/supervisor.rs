@@ -47,6 +47,8 @@ pub struct Supervisor {
     view: RwLock<Arc<View>>,
     process: ProcessMetrics,
     tail: Option<Arc<weir_tail::Hub>>,
+    /// The admin endpoints of the config weir started with (they are not reloaded).
+    admin: Vec<weir_admin::EndpointConfig>,
 }
 
 fn unix_now() -> u64 {
@@ -86,6 +88,7 @@ impl Supervisor {
         tail: Option<Arc<weir_tail::Hub>>,
     ) -> Result<Arc<Supervisor>, StartError> {
         let token = shutdown.child_token();
+        let admin = plan.admin.clone();
         let prepared =
             Prepared::bind(plan, token.clone(), &mut Handover::new(), tail.as_ref()).await?;
         let running = prepared.start().await?;
@@ -103,6 +106,7 @@ impl Supervisor {
             view: RwLock::new(running.view()),
             process,
             tail,
+            admin,
         });
         sup.install(root, token, running);
         Ok(sup)
@@ -223,8 +227,7 @@ impl Supervisor {
         }
         tracing::info!(config = %self.config_path.display(), "reloading the config");
         let (root, plan) = load_config(&self.config_path)?;
-        let old_admin = self.admin_of_current();
-        if plan.admin != old_admin {
+        if plan.admin != self.admin {
             tracing::warn!("the admin endpoints (monitor_agent, rpc_endpoint, token) changed; they stay as they are until weir restarts");
         }
         let mut handover = self.sockets_of_current();
@@ -290,17 +293,6 @@ impl Supervisor {
             .lock()
             .ok()
             .and_then(|c| c.as_ref().map(|c| clone_handover(&c.sockets)))
-            .unwrap_or_default()
-    }
-
-    fn admin_of_current(&self) -> Vec<weir_admin::EndpointConfig> {
-        let root = self
-            .current
-            .lock()
-            .ok()
-            .and_then(|c| c.as_ref().map(|c| c.root.clone()));
-        root.and_then(|r| plan(&r).ok())
-            .map(|p| p.admin)
             .unwrap_or_default()
     }
 }
