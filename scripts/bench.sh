@@ -9,11 +9,19 @@ rounds="${ROUNDS:-3}"
 seconds="${SECONDS_PER_RUN:-5}"
 port="${BENCH_PORT:-24299}"
 work="$(mktemp -d)"
-trap 'kill "$weir_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill "$weir_pid" ${tail_pids[*]:-} 2>/dev/null || true; rm -rf "$work"' EXIT
 weir_pid=""
+tail_pids=()
 
-start_weir() { # $1: "null", or "file" for a durable file buffer in front of LTSV files
-  local body
+start_weir() { # $1: "null", or "file" for a durable file buffer in front of LTSV files;
+  # $2: how many `weir tail` subscribers to attach, each grepping for one host (1 event in 1000)
+  local body admin="" hosts=(ip-10-0-2-100 ip-10-0-6-49 ip-10-0-3-249 ip-10-0-4-147)
+  if [ "${2:-0}" -gt 0 ]; then
+    admin="<source>
+  @type monitor_agent
+  port $((port + 1))
+</source>"
+  fi
   rm -rf "$work/out"
   if [ "$1" = file ]; then
     body="@type file
@@ -37,6 +45,7 @@ start_weir() { # $1: "null", or "file" for a durable file buffer in front of LTS
   bind 127.0.0.1
   port $port
 </source>
+$admin
 <match **>
   $body
 </match>
@@ -44,24 +53,33 @@ CONF
   "$bin" run -c "$work/weir.conf" > /dev/null 2> "$work/weir.log" &
   weir_pid=$!
   for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
     sleep 0.05
   done
-  echo "weir did not start:"; cat "$work/weir.log"; exit 1
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "weir did not start:"; cat "$work/weir.log"; exit 1; }
+  for i in $(seq 0 $((${2:-0} - 1))); do
+    "$bin" tail --addr "127.0.0.1:$((port + 1))" --grep "host=^${hosts[i % 4]}\$" \
+      > /dev/null 2> "$work/tail$i.log" &
+    tail_pids+=($!)
+    for _ in $(seq 100); do grep -q streaming "$work/tail$i.log" && break; sleep 0.05; done
+  done
 }
 
 stop_weir() { # sets $hwm: weir's peak RSS in KiB; returns once weir has exited
   hwm=$(awk '/VmHWM/ {print $2}' "/proc/$weir_pid/status")
   kill -TERM "$weir_pid"
   wait "$weir_pid" || true
+  for p in "${tail_pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" || true; done
+  tail_pids=()
 }
 
-# case name | output | bench flags
+# case name | output | bench flags | live-tail subscribers
 cases=(
   "packed, ack, 4 conns, file buffer (fsync before ack) -> LTSV files|file|--mode packed --ack --connections 4"
   "packed, ack, 16 conns, file buffer (fsync before ack) -> LTSV files|file|--mode packed --ack --connections 16"
   "packed, ack, 1 conn|null|--mode packed --ack --connections 1"
   "packed, ack, 4 conns|null|--mode packed --ack --connections 4"
+  "packed, ack, 4 conns, 4 weir tail subscribers (--grep one host each)|null|--mode packed --ack --connections 4|4"
   "packed, ack, 16 conns|null|--mode packed --ack --connections 16"
   "packed, no ack, 4 conns|null|--mode packed --connections 4"
   "forward, ack, 4 conns|null|--mode forward --ack --connections 4"
@@ -71,9 +89,9 @@ cases=(
 
 results="$work/results.jsonl"
 for c in "${cases[@]}"; do
-  IFS='|' read -r name output_kind flags <<< "$c"
+  IFS='|' read -r name output_kind flags tails <<< "$c"
   for r in $(seq "$rounds"); do
-    start_weir "$output_kind"
+    start_weir "$output_kind" "${tails:-0}"
     # shellcheck disable=SC2086
     json=$("$bin" bench --port "$port" --batch 1000 --record-size 200 --duration "$seconds" --json $flags)
     stop_weir
