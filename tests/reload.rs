@@ -1,12 +1,13 @@
 //! Config reload end to end (SIGHUP and `POST /api/config.reload`) on a real weir: acked events
 //! buffered before the reload are kept and delivered by the new config, the forward port stays
-//! open through the reload (no connection is refused), a new `<match>` takes effect, and a
+//! open through the reload (no connection is refused), a live-tail subscriber stays attached, a
+//! new `<match>` takes effect, and a
 //! config with errors is refused with its file and line while the old one keeps running.
 
 mod admin_client;
 
 use std::collections::HashMap;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -163,6 +164,24 @@ impl Prober {
     }
 }
 
+/// Reads from a live-tail stream into `seen` until it holds `needle`.
+fn read_until(s: &mut TcpStream, seen: &mut Vec<u8>, needle: &str) {
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(seen).contains(needle) {
+        match s.read(&mut buf) {
+            Ok(0) => panic!(
+                "the tail stream ended before {needle}: {}",
+                String::from_utf8_lossy(seen)
+            ),
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "reading the tail stream: {e}; so far: {}",
+                String::from_utf8_lossy(seen)
+            ),
+        }
+    }
+}
+
 /// Waits until weir has logged `needle` at least `n` times.
 fn wait_log_count(weir: &Weir, needle: &str, n: usize) -> usize {
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
@@ -187,6 +206,17 @@ fn sighup_reload_keeps_buffered_events_and_the_port() {
     let admin = free_port();
     let weir = start("reload-hup", admin);
     let before = send_acked(&weir, "app.a", "a", 5);
+    // A live-tail subscriber attached before the reload.
+    let mut tail = TcpStream::connect(("127.0.0.1", admin)).unwrap();
+    tail.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    tail.write_all(
+        format!("GET /api/tail?tag=app.b&format=ltsv HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    read_until(&mut tail, &mut seen, "200 OK");
 
     rewrite(&weir, admin, "out2", EXTRA_MATCH);
     let prober = Prober::start(weir.port);
@@ -205,6 +235,8 @@ fn sighup_reload_keeps_buffered_events_and_the_port() {
     );
 
     let after = send_acked(&weir, "app.b", "b", 5);
+    read_until(&mut tail, &mut seen, "id:b-4-9");
+    drop(tail);
     let extra = send_acked(&weir, "extra.x", "x", 2);
     let plugins = get(admin, "/api/plugins.json?@id=out_extra", None).json();
     assert_eq!(plugins["plugins"][0]["type"], "file", "{plugins}");
