@@ -1,8 +1,8 @@
 //! Config reload end to end (SIGHUP and `POST /api/config.reload`) on a real weir: acked events
 //! buffered before the reload are kept and delivered by the new config, the forward port stays
 //! open through the reload (no connection is refused), a live-tail subscriber stays attached, a
-//! new `<match>` takes effect, and a
-//! config with errors is refused with its file and line while the old one keeps running.
+//! new `<match>` takes effect, and a config with errors is refused with its file and line while
+//! the old one keeps running.
 
 mod admin_client;
 
