@@ -172,12 +172,18 @@ impl ChunkSink for TimedSink {
 struct Refusing {
     now: AtomicBool,
     why: Mutex<String>,
+    /// For a refusal at `total_limit_size`: the bytes the buffer held then. It has room again
+    /// once delivery has taken it below that.
+    full_at: Mutex<Option<u64>>,
 }
 
 impl Refusing {
-    fn set(&self, why: String) {
+    fn set(&self, why: String, full_at: Option<u64>) {
         if let Ok(mut w) = self.why.lock() {
             *w = why;
+        }
+        if let Ok(mut f) = self.full_at.lock() {
+            *f = full_at;
         }
         self.now.store(true, Ordering::Release);
     }
@@ -232,11 +238,11 @@ impl BufferedOutput {
         &self.stats
     }
 
-    /// `Ok` while the buffer takes events. After appends were refused for lack of room (a
-    /// full or unwritable disk, `total_limit_size`), it checks whether there is room again:
-    /// free space and a test write in the buffer directory, or the buffer's size under its
-    /// limit. A full buffer whose overflow action is not `drop_oldest_chunk` is not healthy
-    /// either.
+    /// `Ok` while the buffer takes events. After appends were refused for lack of room, it
+    /// checks whether there is room again: for a full or unwritable disk, free space and a test
+    /// write in the buffer directory; for `total_limit_size`, fewer bytes held than when the
+    /// append was refused. A full buffer whose overflow action is not `drop_oldest_chunk` is
+    /// not healthy either.
     pub fn health(&self) -> Result<(), String> {
         let Some(s) = self.started.get() else {
             return Ok(());
@@ -258,10 +264,21 @@ impl BufferedOutput {
             .lock()
             .map(|w| w.clone())
             .unwrap_or_default();
-        if let BufferType::File(layout) = &self.config.buffer_type {
-            if let Err(e) = probe_dir(&layout.dir) {
-                return Err(format!("output {}: {why} ({e})", self.id));
+        let full_at = self.refusing.full_at.lock().ok().and_then(|f| *f);
+        match (full_at, &self.config.buffer_type) {
+            (Some(at), _) if stats.total_bytes >= at => {
+                return Err(format!(
+                    "output {}: {why} (holding {} bytes)",
+                    self.id, stats.total_bytes
+                ));
             }
+            (Some(_), _) => {}
+            (None, BufferType::File(layout)) => {
+                if let Err(e) = probe_dir(&layout.dir) {
+                    return Err(format!("output {}: {why} ({e})", self.id));
+                }
+            }
+            (None, BufferType::Memory) => {}
         }
         self.refusing.clear();
         Ok(())
@@ -295,14 +312,21 @@ fn probe_dir(dir: &std::path::Path) -> Result<(), String> {
 }
 
 /// Remembers, for the health check, whether the last append was refused for lack of room.
-fn note_refusal(refusing: &Refusing, r: Result<(), Refused>) -> Result<(), Refused> {
+fn note_refusal(
+    refusing: &Refusing,
+    buffer: &Buffer,
+    r: Result<(), Refused>,
+) -> Result<(), Refused> {
     match &r {
         Ok(()) => {
             if refusing.now.load(Ordering::Relaxed) {
                 refusing.clear();
             }
         }
-        Err(e @ (Refused::BufferFull(_) | Refused::Storage(_))) => refusing.set(e.to_string()),
+        Err(e @ Refused::BufferFull(_)) => {
+            refusing.set(e.to_string(), Some(buffer.stats().total_bytes));
+        }
+        Err(e @ Refused::Storage(_)) => refusing.set(e.to_string(), None),
         Err(_) => {}
     }
     r
@@ -331,10 +355,11 @@ impl Output for BufferedOutput {
                 let mut commit = s.buffer.append(tag, events);
                 let stopping = self.stopping.clone();
                 let refusing = Arc::clone(&self.refusing);
+                let buffer = s.buffer.clone();
                 Accepted::Pending(Box::pin(async move {
                     tokio::select! {
                         biased;
-                        r = &mut commit => return note_refusal(&refusing, r.map_err(refused)),
+                        r = &mut commit => return note_refusal(&refusing, &buffer, r.map_err(refused)),
                         _ = stopping.cancelled() => {}
                     }
                     // Shutting down: an fsync in progress still completes; an append blocked
@@ -532,5 +557,110 @@ mod tests {
         let got = sink.0.lock().unwrap().clone();
         assert_eq!(got.len(), 5, "flush_at_shutdown delivers the rest");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Fails every write while `fail` is set.
+    struct Flaky {
+        fail: std::sync::atomic::AtomicBool,
+        inner: Collect,
+    }
+
+    impl ChunkSink for Flaky {
+        fn write<'a>(&'a self, chunk: &'a ChunkRef) -> BoxFuture<'a, Result<(), WriteError>> {
+            if self.fail.load(Ordering::SeqCst) {
+                return Box::pin(async { Err(WriteError::Retryable("down".into())) });
+            }
+            self.inner.write(chunk)
+        }
+    }
+
+    fn output_with(sink: Arc<dyn ChunkSink>, cfg: BufferConfig) -> BufferedOutput {
+        BufferedOutput::new(
+            "t",
+            cfg,
+            Box::new(move || {
+                Box::pin(async move {
+                    Ok(Sinks {
+                        primary: sink,
+                        secondary: None,
+                    })
+                })
+            }),
+        )
+    }
+
+    async fn until(mut done: impl FnMut() -> bool) {
+        for _ in 0..500 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn write_stats_count_failures_and_the_retry_clears_on_success() {
+        let sink = Arc::new(Flaky {
+            fail: std::sync::atomic::AtomicBool::new(true),
+            inner: Collect::default(),
+        });
+        let mut cfg = BufferConfig::memory();
+        cfg.flush_interval = Duration::from_secs(3600);
+        cfg.retry.wait = 0.05;
+        cfg.retry.randomize = false;
+        let out = output_with(Arc::clone(&sink) as Arc<dyn ChunkSink>, cfg);
+        out.start().await.unwrap();
+        out.emit("t", &batch(2)).wait().await.unwrap();
+        out.flush();
+        let stats = out.write_stats();
+        until(|| stats.num_errors.get() >= 2).await;
+        assert!(stats.num_errors.get() >= 2);
+        assert_eq!(stats.rollback_count.get(), stats.num_errors.get());
+        let retry = stats.retry().expect("a retry is in progress");
+        assert!(retry.next_time > retry.start, "{retry:?}");
+        sink.fail.store(false, Ordering::SeqCst);
+        until(|| sink.inner.0.lock().unwrap().len() == 2).await;
+        until(|| stats.retry().is_none()).await;
+        assert_eq!(stats.retry(), None, "success clears the retry");
+        assert_eq!(
+            stats.write_count.get(),
+            stats.num_errors.get() + 1,
+            "every try is counted"
+        );
+        assert_eq!(stats.latency.snapshot().count, stats.write_count.get());
+        out.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_buffer_is_unhealthy_until_it_drains() {
+        let sink = Arc::new(Collect::default());
+        let mut cfg = BufferConfig::memory();
+        cfg.flush_interval = Duration::from_secs(3600);
+        cfg.chunk_limit_size = 64;
+        cfg.total_limit_size = 64;
+        let out = output_with(sink, cfg);
+        out.start().await.unwrap();
+        assert_eq!(out.health(), Ok(()));
+        let mut refused = false;
+        for _ in 0..20 {
+            if out.emit("t", &batch(2)).wait().await.is_err() {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused, "a 64-byte buffer fills");
+        let why = out.health().expect_err("a full buffer is not healthy");
+        assert!(why.contains("buffer full"), "{why}");
+        out.flush();
+        let mut healthy = false;
+        for _ in 0..500 {
+            if out.health().is_ok() {
+                healthy = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(healthy, "healthy again once delivery frees room");
+        out.shutdown().await;
     }
 }
