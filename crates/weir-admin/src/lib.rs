@@ -14,6 +14,8 @@
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 
+#[cfg(feature = "server")]
+mod proxy;
 mod query;
 #[cfg(feature = "server")]
 mod server;

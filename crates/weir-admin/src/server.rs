@@ -70,7 +70,9 @@ impl BoundAdmin {
         };
         tracing::info!(addr = ?local, role, token = self.config.token.is_some(), "admin endpoint listening");
         let app = router(&self.config, control, extra);
-        let served = axum::serve(self.listener, app)
+        // Behind a target group with Proxy Protocol v2, even the health checks start with a
+        // PROXY header; the endpoint takes it off (see proxy.rs).
+        let served = axum::serve(crate::proxy::ProxyTolerantListener::new(self.listener), app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await;
         if let Err(e) = served {
