@@ -1,23 +1,31 @@
 //! The hub: the pipeline publishes every request's events to it; it hands each subscriber the
-//! events its filter keeps, through a bounded queue of its own.
+//! lines of the events its filter keeps, through a bounded queue of its own.
 //!
-//! Publishing never waits for a subscriber. With no subscriber it costs one atomic load. With
-//! subscribers, the ingest thread checks each one's tag and source, runs its `--grep` and
-//! `--exclude` conditions on the records, and queues what passes (sharing the request's buffer
-//! when every event passes, copying the passing records otherwise). Formatting and writing
-//! happen on the subscriber's own task. When a queue is full the events are dropped for that
-//! subscriber only, counted, and the count is put in the queue where the gap is, so the
-//! subscriber's stream says how many events it lost, and where.
+//! Publishing never waits and does almost nothing on the ingest path. With no subscriber it
+//! costs one atomic load. With subscribers, it checks each one's tag and source and, if any
+//! wants the request, queues the request (sharing its buffer) for the hub's filter thread. That
+//! thread runs at the lowest CPU priority the system offers (`SCHED_IDLE` on Linux, else nice
+//! 19), so the tail only ever uses CPU time that ingest leaves idle. It runs each subscriber's
+//! `--grep` and `--exclude` conditions on the records, formats the passing events and queues the
+//! lines for the subscriber's task, which only writes them to the socket.
+//!
+//! Two bounded queues, two kinds of loss, each counted and told to the subscriber:
+//!
+//! * the filter thread's intake: when the machine is too busy for the tail to keep up, requests
+//!   are skipped before they are examined (`N events skipped unexamined (server busy)`: the
+//!   events of the asked-for tags, of which any number might have matched);
+//! * each subscriber's queue of lines: when a reader is slow, its events are dropped
+//!   (`N events dropped (slow reader)`), for that reader only, at the place of the gap.
 
 use std::collections::VecDeque;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
-use weir_proto::{EntryRef, EventBatch};
+use weir_proto::EventBatch;
 
 use crate::filter::TailFilter;
 use crate::format::LineWriter;
@@ -29,12 +37,13 @@ pub const CONTROL_PREFIX: &str = "# weir: ";
 /// Limits and timings of a hub.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
-    /// Most record bytes one subscriber's queue holds (a request whose every event passes
-    /// counts its whole buffer, which it keeps alive). A queue always takes one request when
-    /// it is empty, however large.
+    /// Most bytes of formatted lines one subscriber's queue holds.
     pub queue_bytes: usize,
     /// Most events one subscriber's queue holds.
     pub queue_events: usize,
+    /// Most bytes of requests waiting for the filter thread (their whole buffers, which the
+    /// wait keeps alive). A request is always taken when nothing waits, however large.
+    pub intake_bytes: usize,
     /// How long a stream may stay silent: after this long with nothing to send, it sends an
     /// empty line, so a vanished client is noticed and proxies keep the connection open.
     pub heartbeat: Duration,
@@ -45,6 +54,7 @@ impl Default for HubConfig {
         HubConfig {
             queue_bytes: 8 << 20,
             queue_events: 100_000,
+            intake_bytes: 16 << 20,
             heartbeat: Duration::from_secs(10),
         }
     }
@@ -57,13 +67,12 @@ pub struct HubClosed;
 
 /// One entry of a subscriber's queue.
 enum Item {
-    Events {
-        tag: Arc<str>,
-        batch: EventBatch,
-        cost: usize,
-    },
+    /// Formatted lines of this many events.
+    Lines(Bytes, usize),
     /// This many events were dropped here.
     Dropped(u64),
+    /// The limit is reached: the stream ends here.
+    LimitReached,
 }
 
 #[derive(Default)]
@@ -73,15 +82,20 @@ struct Queue {
     events: usize,
 }
 
-/// What the hub and a subscriber's task share.
+/// What the hub, its filter thread and a subscriber's task share.
 struct Shared {
     id: u64,
     filter: TailFilter,
+    limit: Option<u64>,
+    /// The filter thread's: formats this subscriber's lines.
+    writer: Mutex<LineWriter>,
     queue: Mutex<Queue>,
     notify: Notify,
     /// Events this subscriber still takes (its limit minus what was queued); `u64::MAX`
     /// without a limit.
     wanted: AtomicU64,
+    /// Events of wanted tags skipped before the filter thread examined them.
+    skipped: AtomicU64,
     closed: AtomicBool,
 }
 
@@ -114,6 +128,78 @@ impl Shared {
                 (w != u64::MAX).then(|| w.saturating_add(n))
             });
     }
+
+    fn is_done(&self) -> bool {
+        self.closed.load(Ordering::Relaxed) || self.wanted.load(Ordering::Relaxed) == 0
+    }
+
+    /// Filters and formats one request for this subscriber and queues the lines, or counts
+    /// them as dropped when the queue is full. Runs on the filter thread.
+    fn offer(&self, config: &HubConfig, tag: &str, events: &EventBatch) -> u64 {
+        if self.is_done() {
+            return 0;
+        }
+        let mut out = Vec::new();
+        let mut n = 0usize;
+        {
+            let mut writer = lock(&self.writer);
+            for (time, record) in events.iter() {
+                if self.filter.reads_records() && !self.filter.keeps(record) {
+                    continue;
+                }
+                if self.take_wanted(1) == 0 {
+                    break;
+                }
+                match writer.write(tag, time, record, &mut out) {
+                    Ok(()) => n += 1,
+                    Err(e) => {
+                        self.give_back(1);
+                        tracing::debug!(tag, error = %e, "tail: event not formatted");
+                    }
+                }
+            }
+        }
+        if n == 0 {
+            return 0;
+        }
+        let mut q = lock(&self.queue);
+        let full = !q.items.is_empty()
+            && (q.bytes.saturating_add(out.len()) > config.queue_bytes
+                || q.events.saturating_add(n) > config.queue_events);
+        if full {
+            match q.items.back_mut() {
+                Some(Item::Dropped(d)) => *d += n as u64,
+                _ => q.items.push_back(Item::Dropped(n as u64)),
+            }
+            drop(q);
+            self.give_back(n as u64);
+            return n as u64;
+        }
+        q.bytes += out.len();
+        q.events += n;
+        q.items.push_back(Item::Lines(Bytes::from(out), n));
+        if self.limit.is_some() && self.wanted.load(Ordering::Acquire) == 0 {
+            q.items.push_back(Item::LimitReached);
+        }
+        drop(q);
+        self.notify.notify_one();
+        0
+    }
+}
+
+/// A request waiting for the filter thread, with the subscribers that want its tag.
+struct Job {
+    tag: Arc<str>,
+    batch: EventBatch,
+    subscribers: Vec<Arc<Shared>>,
+}
+
+#[derive(Default)]
+struct Intake {
+    jobs: VecDeque<Job>,
+    bytes: usize,
+    /// Whether the filter thread runs.
+    started: bool,
 }
 
 /// The server side of the live tail. Create one per process, give it to the pipeline (which
@@ -123,9 +209,12 @@ pub struct Hub {
     /// How many subscribers there are: the one load `publish` makes when there are none.
     active: AtomicUsize,
     subscribers: RwLock<Vec<Arc<Shared>>>,
+    intake: Mutex<Intake>,
+    work: Condvar,
     next_id: AtomicU64,
     closed: AtomicBool,
     dropped: AtomicU64,
+    skipped: AtomicU64,
     sent: AtomicU64,
 }
 
@@ -136,15 +225,18 @@ impl Default for Hub {
 }
 
 impl Hub {
-    /// A hub with no subscriber.
+    /// A hub with no subscriber. Its filter thread starts with the first subscriber.
     pub fn new(config: HubConfig) -> Hub {
         Hub {
             config,
             active: AtomicUsize::new(0),
             subscribers: RwLock::new(Vec::new()),
+            intake: Mutex::new(Intake::default()),
+            work: Condvar::new(),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
             sent: AtomicU64::new(0),
         }
     }
@@ -156,94 +248,81 @@ impl Hub {
 
     /// Offers one request's events, entering the pipeline from source `source_id` under
     /// `tag`, to every subscriber. Never blocks on a subscriber; with none, it only loads one
-    /// atomic.
+    /// atomic; with some, it only checks their tags and queues the request for the filter
+    /// thread.
     pub fn publish(&self, source_id: &str, tag: &str, events: &EventBatch) {
         if self.active.load(Ordering::Acquire) == 0 || events.is_empty() {
             return;
         }
-        let subscribers = self
+        let wanting: Vec<Arc<Shared>> = self
             .subscribers
             .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut shared_tag: Option<Arc<str>> = None;
-        for s in subscribers.iter() {
-            if s.closed.load(Ordering::Relaxed)
-                || s.wanted.load(Ordering::Relaxed) == 0
-                || !s.filter.wants(source_id, tag)
-            {
-                continue;
-            }
-            let tag = shared_tag.get_or_insert_with(|| Arc::from(tag));
-            self.offer(s, tag, events);
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|s| !s.is_done() && s.filter.wants(source_id, tag))
+            .cloned()
+            .collect();
+        if wanting.is_empty() {
+            return;
         }
+        let cost = events.buffer().len();
+        let mut intake = lock(&self.intake);
+        if !intake.jobs.is_empty() && intake.bytes.saturating_add(cost) > self.config.intake_bytes {
+            drop(intake);
+            let n = events.len() as u64;
+            for s in &wanting {
+                s.skipped.fetch_add(n, Ordering::Relaxed);
+                s.notify.notify_one();
+            }
+            self.skipped
+                .fetch_add(n * wanting.len() as u64, Ordering::Relaxed);
+            return;
+        }
+        intake.bytes += cost;
+        intake.jobs.push_back(Job {
+            tag: Arc::from(tag),
+            batch: events.clone(),
+            subscribers: wanting,
+        });
+        drop(intake);
+        self.work.notify_one();
     }
 
-    /// Filters `events` for one subscriber and queues what passes, or counts it as dropped.
-    fn offer(&self, s: &Shared, tag: &Arc<str>, events: &EventBatch) {
-        let buf = events.buffer();
-        let kept: Vec<EntryRef> = if s.filter.reads_records() {
-            events
-                .entries()
-                .iter()
-                .filter(|e| {
-                    let record = buf.get(e.start as usize..e.end as usize).unwrap_or(&[]);
-                    s.filter.keeps(record)
-                })
-                .copied()
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let passing = if s.filter.reads_records() {
-            kept.len()
-        } else {
-            events.len()
-        };
-        if passing == 0 {
-            return;
-        }
-        let granted = s.take_wanted(passing as u64);
-        if granted == 0 {
-            return;
-        }
-        let granted_n = usize::try_from(granted).unwrap_or(passing);
-        let (batch, cost) = if granted_n == events.len() {
-            // Every event passes: share the request's buffer, and count all of it.
-            (events.clone(), buf.len())
-        } else {
-            let entries: &[EntryRef] = if s.filter.reads_records() {
-                &kept
-            } else {
-                events.entries()
+    /// The filter thread: takes requests off the intake and offers them to their subscribers,
+    /// until the hub is gone.
+    fn filter_loop(hub: Weak<Hub>) {
+        lower_priority();
+        loop {
+            let Some(hub) = hub.upgrade() else {
+                return;
             };
-            let batch = compact(buf, entries.get(..granted_n).unwrap_or(entries));
-            let cost = batch.buffer().len();
-            (batch, cost)
-        };
-        let n = batch.len();
-        let mut q = lock(&s.queue);
-        let full = !q.items.is_empty()
-            && (q.bytes.saturating_add(cost) > self.config.queue_bytes
-                || q.events.saturating_add(n) > self.config.queue_events);
-        if full {
-            match q.items.back_mut() {
-                Some(Item::Dropped(d)) => *d += n as u64,
-                _ => q.items.push_back(Item::Dropped(n as u64)),
+            let job = {
+                let mut intake = lock(&hub.intake);
+                match intake.jobs.pop_front() {
+                    Some(job) => {
+                        intake.bytes -= job.batch.buffer().len();
+                        Some(job)
+                    }
+                    None => {
+                        // Wake now and then to notice the hub was dropped.
+                        let _ = hub
+                            .work
+                            .wait_timeout(intake, Duration::from_millis(500))
+                            .unwrap_or_else(PoisonError::into_inner);
+                        None
+                    }
+                }
+            };
+            let Some(job) = job else {
+                continue;
+            };
+            for s in &job.subscribers {
+                let dropped = s.offer(&hub.config, &job.tag, &job.batch);
+                if dropped > 0 {
+                    hub.dropped.fetch_add(dropped, Ordering::Relaxed);
+                }
             }
-            drop(q);
-            s.give_back(n as u64);
-            self.dropped.fetch_add(n as u64, Ordering::Relaxed);
-            return;
         }
-        q.bytes += cost;
-        q.events += n;
-        q.items.push_back(Item::Events {
-            tag: Arc::clone(tag),
-            batch,
-            cost,
-        });
-        drop(q);
-        s.notify.notify_one();
     }
 
     /// Adds a subscriber. Its events come out of the returned [`Subscription`]; dropping it
@@ -252,9 +331,12 @@ impl Hub {
         let shared = Arc::new(Shared {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             filter: request.filter,
+            limit: request.limit,
+            writer: Mutex::new(LineWriter::new(request.format)),
             queue: Mutex::new(Queue::default()),
             notify: Notify::new(),
             wanted: AtomicU64::new(request.limit.unwrap_or(u64::MAX)),
+            skipped: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         });
         {
@@ -269,6 +351,7 @@ impl Hub {
             subs.push(Arc::clone(&shared));
             self.active.store(subs.len(), Ordering::Release);
         }
+        self.start_filter_thread();
         tracing::info!(
             subscriber = shared.id,
             tag = shared.filter.tag_pattern().unwrap_or("**"),
@@ -277,11 +360,26 @@ impl Hub {
         Ok(Subscription {
             hub: Arc::clone(self),
             shared,
-            writer: LineWriter::new(request.format),
-            limit: request.limit,
             delivered: 0,
             done: false,
         })
+    }
+
+    fn start_filter_thread(self: &Arc<Self>) {
+        let mut intake = lock(&self.intake);
+        if intake.started {
+            return;
+        }
+        let hub = Arc::downgrade(self);
+        match std::thread::Builder::new()
+            .name("weir-tail".into())
+            .spawn(move || Hub::filter_loop(hub))
+        {
+            Ok(_) => intake.started = true,
+            // Subscribers get nothing but heartbeats and skip counts; tried again on the next
+            // subscribe.
+            Err(e) => tracing::error!(error = %e, "tail: cannot start the filter thread"),
+        }
     }
 
     fn unsubscribe(&self, id: u64) {
@@ -322,45 +420,45 @@ impl Hub {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Events skipped unexamined because the filter thread could not keep up, counted once
+    /// per subscriber that wanted them.
+    pub fn skipped_events(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
+    }
+
     /// Events written to subscribers since start.
     pub fn sent_events(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
     }
 }
 
-/// Copies the records of `entries` out of `buf` into a buffer of their own.
-fn compact(buf: &Bytes, entries: &[EntryRef]) -> EventBatch {
-    let mut out = Vec::with_capacity(
-        entries
-            .iter()
-            .map(|e| (e.end as usize).saturating_sub(e.start as usize))
-            .sum(),
-    );
-    let mut refs = Vec::with_capacity(entries.len());
-    for e in entries {
-        let record = buf.get(e.start as usize..e.end as usize).unwrap_or(&[]);
-        let start = u32::try_from(out.len()).unwrap_or(u32::MAX);
-        out.extend_from_slice(record);
-        let end = u32::try_from(out.len()).unwrap_or(u32::MAX);
-        refs.push(EntryRef {
-            time: e.time,
-            start,
-            end,
-        });
+/// Puts the calling thread at the lowest CPU priority: `SCHED_IDLE` on Linux (it runs only
+/// when a CPU would otherwise be idle), else nice 19.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler reads `param` for the duration of the call; pid 0 is the
+        // calling thread.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+            return;
+        }
     }
-    EventBatch::new(Bytes::from(out), refs)
+    // SAFETY: setpriority takes plain integers; who 0 is the calling thread on Linux and the
+    // process elsewhere.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) } != 0 {
+        tracing::debug!("tail: could not lower the filter thread's priority");
+    }
 }
 
-/// How many bytes of formatted lines one chunk of the stream gathers at most (roughly: the
-/// events of one queued request are never split).
+/// How many bytes of lines one chunk of the stream gathers at most (roughly: the lines of one
+/// request are never split).
 const CHUNK_BYTES: usize = 256 << 10;
 
 /// One subscriber's end: yields the stream's bytes, chunk by chunk.
 pub struct Subscription {
     hub: Arc<Hub>,
     shared: Arc<Shared>,
-    writer: LineWriter,
-    limit: Option<u64>,
     delivered: u64,
     done: bool,
 }
@@ -374,9 +472,8 @@ impl Subscription {
             if self.done {
                 return None;
             }
-            let items = self.take();
-            if !items.is_empty() {
-                return Some(self.render(items));
+            if let Some(chunk) = self.take() {
+                return Some(chunk);
             }
             if self.shared.closed.load(Ordering::Acquire) {
                 self.done = true;
@@ -394,60 +491,52 @@ impl Subscription {
         }
     }
 
-    /// Takes queued items worth about one chunk.
-    fn take(&self) -> Vec<Item> {
-        let mut q = lock(&self.shared.queue);
-        let mut items = Vec::new();
-        let mut taken = 0usize;
-        while taken < CHUNK_BYTES {
-            let Some(item) = q.items.pop_front() else {
-                break;
-            };
-            if let Item::Events { batch, cost, .. } = &item {
-                q.bytes -= cost;
-                q.events -= batch.len();
-                taken += cost;
-            }
-            items.push(item);
-        }
-        items
-    }
-
-    fn render(&mut self, items: Vec<Item>) -> Bytes {
+    /// What is queued, about one chunk's worth, with the skip count first.
+    fn take(&mut self) -> Option<Bytes> {
         let mut out = Vec::new();
+        let skipped = self.shared.skipped.swap(0, Ordering::Relaxed);
+        if skipped > 0 {
+            let _ = writeln!(
+                out,
+                "{CONTROL_PREFIX}{skipped} events skipped unexamined (server busy)"
+            );
+        }
         let before = self.delivered;
-        for item in items {
-            match item {
-                Item::Dropped(n) => {
-                    let _ = writeln!(out, "{CONTROL_PREFIX}{n} events dropped (slow reader)");
-                }
-                Item::Events { tag, batch, .. } => {
-                    for (time, record) in batch.iter() {
-                        if self.limit.is_some_and(|l| self.delivered >= l) {
-                            break;
-                        }
-                        match self.writer.write(&tag, time, record, &mut out) {
-                            Ok(()) => self.delivered += 1,
-                            Err(e) => {
-                                // Not a line after all: the limit may take another event.
-                                self.shared.give_back(1);
-                                tracing::debug!(tag = %tag, error = %e, "tail: event not formatted");
-                            }
+        {
+            let mut q = lock(&self.shared.queue);
+            while out.len() < CHUNK_BYTES {
+                let Some(item) = q.items.pop_front() else {
+                    break;
+                };
+                match item {
+                    Item::Lines(lines, n) => {
+                        q.bytes -= lines.len();
+                        q.events -= n;
+                        self.delivered += n as u64;
+                        if out.is_empty() {
+                            // The common case: hand the lines on without copying.
+                            out = Vec::from(lines);
+                        } else {
+                            out.extend_from_slice(&lines);
                         }
                     }
+                    Item::Dropped(n) => {
+                        let _ = writeln!(out, "{CONTROL_PREFIX}{n} events dropped (slow reader)");
+                    }
+                    Item::LimitReached => {
+                        let limit = self.shared.limit.unwrap_or(self.delivered);
+                        let _ =
+                            writeln!(out, "{CONTROL_PREFIX}end (limit of {limit} events reached)");
+                        self.done = true;
+                        break;
+                    }
                 }
-            }
-        }
-        if let Some(limit) = self.limit {
-            if self.delivered >= limit {
-                let _ = writeln!(out, "{CONTROL_PREFIX}end (limit of {limit} events reached)");
-                self.done = true;
             }
         }
         self.hub
             .sent
             .fetch_add(self.delivered - before, Ordering::Relaxed);
-        Bytes::from(out)
+        (!out.is_empty()).then(|| Bytes::from(out))
     }
 }
 
@@ -485,10 +574,6 @@ mod tests {
         }
     }
 
-    fn text(b: Bytes) -> String {
-        String::from_utf8(b.to_vec()).unwrap()
-    }
-
     /// The JSON part of each out_file line, and control lines as they are.
     fn records(chunk: &str) -> Vec<String> {
         chunk
@@ -497,8 +582,36 @@ mod tests {
             .collect()
     }
 
+    /// Reads chunks until `n` lines (events and control lines, no heartbeats) have come, or
+    /// the stream ends; returns them as [`records`] shows them.
+    async fn read(s: &mut Subscription, n: usize) -> Vec<String> {
+        let mut got = Vec::new();
+        while got.len() < n {
+            let chunk = tokio::time::timeout(Duration::from_secs(10), s.next_chunk())
+                .await
+                .expect("the filter thread delivered in time");
+            let Some(chunk) = chunk else { break };
+            let text = String::from_utf8(chunk.to_vec()).unwrap();
+            got.extend(records(&text).into_iter().filter(|l| !l.is_empty()));
+        }
+        got
+    }
+
     fn hub(config: HubConfig) -> Arc<Hub> {
         Arc::new(Hub::new(config))
+    }
+
+    /// Waits until the filter thread has dropped `n` events in all.
+    fn wait_dropped(hub: &Hub, n: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while hub.dropped_events() < n {
+            assert!(std::time::Instant::now() < deadline, "nothing dropped");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn n(i: usize) -> String {
+        format!(r#"{{"n":{i}}}"#)
     }
 
     #[tokio::test]
@@ -521,20 +634,18 @@ mod tests {
         );
         hub.publish("in", "app.a", &batch(&[r#"{"level":"error","n":4}"#]));
         hub.publish("in", "blog", &batch(&[r#"{"level":"error","n":5}"#]));
-        let got = text(s.next_chunk().await.unwrap());
+        hub.publish("in", "blog.b", &batch(&[r#"{"level":"info","n":6}"#]));
+        hub.publish("in", "blog.b", &batch(&[r#"{"level":"error","n":7}"#]));
         assert_eq!(
-            records(&got),
+            read(&mut s, 4).await,
             [
                 r#"{"level":"error","n":1}"#,
                 r#"{"level":"error","n":3}"#,
-                r#"{"level":"error","n":5}"#
+                r#"{"level":"error","n":5}"#,
+                r#"{"level":"error","n":7}"#
             ]
         );
-        assert!(
-            got.contains("\tblog.a\t") && got.contains("\tblog\t"),
-            "{got}"
-        );
-        assert_eq!(hub.sent_events(), 3);
+        assert_eq!(hub.sent_events(), 4);
         drop(s);
         assert_eq!(hub.subscribers(), 0);
     }
@@ -548,26 +659,17 @@ mod tests {
         let mut slow = hub.subscribe(request("**", &[], None)).unwrap();
         let mut fast = hub.subscribe(request("**", &[], None)).unwrap();
         // The second subscriber reads as it goes and loses nothing.
-        for n in 0..6 {
-            hub.publish("in", "t", &batch(&[&format!(r#"{{"n":{n}}}"#)]));
-            let got = text(fast.next_chunk().await.unwrap());
-            assert_eq!(records(&got), [format!(r#"{{"n":{n}}}"#)]);
+        for i in 0..6 {
+            hub.publish("in", "t", &batch(&[&n(i)]));
+            assert_eq!(read(&mut fast, 1).await, [n(i)]);
         }
         assert_eq!(hub.dropped_events(), 4);
-        let got = text(slow.next_chunk().await.unwrap());
         assert_eq!(
-            records(&got),
-            [
-                r#"{"n":0}"#,
-                r#"{"n":1}"#,
-                "# weir: 4 events dropped (slow reader)"
-            ]
+            read(&mut slow, 3).await,
+            [n(0), n(1), "# weir: 4 events dropped (slow reader)".into()]
         );
-        hub.publish("in", "t", &batch(&[r#"{"n":6}"#]));
-        assert_eq!(
-            records(&text(slow.next_chunk().await.unwrap())),
-            [r#"{"n":6}"#]
-        );
+        hub.publish("in", "t", &batch(&[&n(6)]));
+        assert_eq!(read(&mut slow, 1).await, [n(6)]);
     }
 
     #[tokio::test]
@@ -577,12 +679,12 @@ mod tests {
             ..HubConfig::default()
         });
         let mut s = hub.subscribe(request("**", &[], None)).unwrap();
-        // The first request is always taken, however large; the next does not fit.
+        // The first lines are always taken, however long; the next do not fit.
         hub.publish("in", "t", &batch(&[r#"{"message":"a long enough value"}"#]));
-        hub.publish("in", "t", &batch(&[r#"{"n":1}"#, r#"{"n":2}"#]));
-        let got = text(s.next_chunk().await.unwrap());
+        hub.publish("in", "t", &batch(&[&n(1), &n(2)]));
+        wait_dropped(&hub, 2);
         assert_eq!(
-            records(&got),
+            read(&mut s, 2).await,
             [
                 r#"{"message":"a long enough value"}"#,
                 "# weir: 2 events dropped (slow reader)"
@@ -597,28 +699,54 @@ mod tests {
             ..HubConfig::default()
         });
         let mut s = hub.subscribe(request("**", &[], Some(3))).unwrap();
-        hub.publish("in", "t", &batch(&[r#"{"n":0}"#]));
-        hub.publish("in", "t", &batch(&[r#"{"n":1}"#]));
-        let got = text(s.next_chunk().await.unwrap());
+        hub.publish("in", "t", &batch(&[&n(0)]));
+        hub.publish("in", "t", &batch(&[&n(1)]));
+        wait_dropped(&hub, 1);
         assert_eq!(
-            records(&got),
-            [r#"{"n":0}"#, "# weir: 1 events dropped (slow reader)"]
+            read(&mut s, 2).await,
+            [n(0), "# weir: 1 events dropped (slow reader)".into()]
         );
-        hub.publish(
-            "in",
-            "t",
-            &batch(&[r#"{"n":2}"#, r#"{"n":3}"#, r#"{"n":4}"#]),
-        );
-        let got = text(s.next_chunk().await.unwrap());
+        hub.publish("in", "t", &batch(&[&n(2), &n(3), &n(4)]));
         assert_eq!(
-            records(&got),
-            [
-                r#"{"n":2}"#,
-                r#"{"n":3}"#,
-                "# weir: end (limit of 3 events reached)"
-            ]
+            read(&mut s, 3).await,
+            [n(2), n(3), "# weir: end (limit of 3 events reached)".into()]
         );
         assert!(s.next_chunk().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_busy_filter_thread_skips_requests_and_says_how_many() {
+        let hub = hub(HubConfig {
+            intake_bytes: 1,
+            ..HubConfig::default()
+        });
+        let mut s = hub.subscribe(request("**", &[], None)).unwrap();
+        // Hold the filter thread inside the first request.
+        let writer = lock(&s.shared.writer);
+        hub.publish("in", "t", &batch(&[&n(0)]));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !lock(&hub.intake).jobs.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the filter thread took nothing"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // One request may wait however large it is; the next one is skipped.
+        hub.publish("in", "t", &batch(&[&n(1)]));
+        hub.publish("in", "t", &batch(&[&n(2), &n(3)]));
+        assert_eq!(hub.skipped_events(), 2);
+        drop(writer);
+        let mut got = read(&mut s, 3).await;
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "# weir: 2 events skipped unexamined (server busy)".to_string(),
+                n(0),
+                n(1)
+            ]
+        );
     }
 
     #[tokio::test]
@@ -627,29 +755,23 @@ mod tests {
         let mut req = request("**", &[], None);
         req.filter = req.filter.source("b");
         let mut s = hub.subscribe(req).unwrap();
-        hub.publish("a", "t", &batch(&[r#"{"n":0}"#]));
-        hub.publish("b", "t", &batch(&[r#"{"n":1}"#]));
-        assert_eq!(
-            records(&text(s.next_chunk().await.unwrap())),
-            [r#"{"n":1}"#]
-        );
+        hub.publish("a", "t", &batch(&[&n(0)]));
+        hub.publish("b", "t", &batch(&[&n(1)]));
+        assert_eq!(read(&mut s, 1).await, [n(1)]);
     }
 
     #[tokio::test]
     async fn close_ends_every_stream_and_refuses_new_ones() {
         let hub = hub(HubConfig::default());
         let mut s = hub.subscribe(request("**", &[], None)).unwrap();
-        hub.publish("in", "t", &batch(&[r#"{"n":0}"#]));
+        hub.publish("in", "t", &batch(&[&n(0)]));
+        // What was queued still goes out, then the end.
+        assert_eq!(read(&mut s, 1).await, [n(0)]);
         hub.close();
         assert!(hub.subscribe(request("**", &[], None)).is_err());
-        // What was queued still goes out, then the end.
         assert_eq!(
-            records(&text(s.next_chunk().await.unwrap())),
-            [r#"{"n":0}"#]
-        );
-        assert_eq!(
-            text(s.next_chunk().await.unwrap()),
-            "# weir: end (server shutting down)\n"
+            read(&mut s, 2).await,
+            ["# weir: end (server shutting down)"]
         );
         assert!(s.next_chunk().await.is_none());
     }
@@ -661,18 +783,6 @@ mod tests {
             ..HubConfig::default()
         });
         let mut s = hub.subscribe(request("**", &[], None)).unwrap();
-        assert_eq!(text(s.next_chunk().await.unwrap()), "\n");
-    }
-
-    #[test]
-    fn compact_copies_only_the_kept_records() {
-        let b = batch(&[r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#]);
-        let kept = [b.entries()[0], b.entries()[2]];
-        let c = compact(b.buffer(), &kept);
-        assert_eq!(c.len(), 2);
-        assert_eq!(c.buffer().len(), c.byte_len());
-        let recs: Vec<_> = c.iter().map(|(_, r)| r.to_vec()).collect();
-        let orig: Vec<_> = b.iter().map(|(_, r)| r.to_vec()).collect();
-        assert_eq!(recs, [orig[0].clone(), orig[2].clone()]);
+        assert_eq!(&s.next_chunk().await.unwrap()[..], b"\n");
     }
 }

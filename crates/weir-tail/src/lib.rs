@@ -2,9 +2,11 @@
 //!
 //! This crate owns the server side and the wire format of `weir tail`:
 //!
-//! * [`Hub`]: the pipeline calls [`Hub::publish`] for every request that enters it; each
-//!   subscriber gets the events its [`TailFilter`] keeps through a bounded queue of its own,
-//!   and a slow subscriber loses events (and is told how many) without ever slowing ingest;
+//! * [`Hub`]: the pipeline calls [`Hub::publish`] for every request that enters it; a filter
+//!   thread at idle CPU priority hands each subscriber the lines of the events its
+//!   [`TailFilter`] keeps, through a bounded queue of its own; a slow subscriber, or a server
+//!   too busy to examine everything, loses events (and the subscriber is told how many)
+//!   without ever slowing ingest;
 //! * the filters ([`TailFilter`], [`FieldMatch`]): a tag pattern, `key=regex` conditions that
 //!   must all match, `key=regex` conditions that exclude, a source id;
 //! * the line formats ([`LineFormat`]): `ltsv`, `json` and `out_file`, written by the same
@@ -13,8 +15,8 @@
 //!   endpoint ([`routes`]), which the admin endpoint mounts behind its access token.
 //!
 //! The stream is lines: event lines, control lines starting with [`CONTROL_PREFIX`]
-//! (`# weir: 12 events dropped (slow reader)`, `# weir: end (...)`), and empty lines as a
-//! heartbeat. It does not own the admin endpoint, its token, or the `weir tail` client.
+//! (`# weir: 12 events dropped (slow reader)`, `# weir: 500 events skipped unexamined (server
+//! busy)`, `# weir: end (...)`), and empty lines as a heartbeat. It does not own the admin endpoint, its token, or the `weir tail` client.
 
 mod filter;
 mod format;

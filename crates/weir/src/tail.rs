@@ -15,7 +15,8 @@
 //! message, since trying again would not help.
 //!
 //! Control lines (`# weir: ...`) go to standard error, prefixed with the instance; events
-//! dropped for this reader are also summed up per instance at the end.
+//! lost for this reader (dropped because it was slow, or skipped because the server was too
+//! busy to examine them) are also summed up per instance at the end.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write as _;
@@ -121,8 +122,9 @@ fn request(args: &TailArgs) -> anyhow::Result<TailRequest> {
 enum Msg {
     /// Whole event lines, and how many.
     Lines(Bytes, u64),
-    /// The instance dropped this many events for us.
-    Dropped(String, u64),
+    /// The instance lost this many events for us: the instance, the count, and the control
+    /// line that said so.
+    Lost(String, u64, String),
     /// A request no retry can fix.
     Fatal(String),
 }
@@ -170,7 +172,7 @@ async fn tail_async(args: TailArgs, request: TailRequest) -> anyhow::Result<Exit
     drop(tx);
 
     let mut remaining = args.limit.unwrap_or(u64::MAX);
-    let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
+    let mut lost: BTreeMap<String, u64> = BTreeMap::new();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(64 << 10, stdout.lock());
     let mut code = ExitCode::SUCCESS;
@@ -193,10 +195,10 @@ async fn tail_async(args: TailArgs, request: TailRequest) -> anyhow::Result<Exit
                     break;
                 }
             }
-            Msg::Dropped(instance, n) => {
+            Msg::Lost(instance, n, said) => {
                 let _ = out.flush();
-                eprintln!("weir tail: {instance}: {n} events dropped (slow reader)");
-                *dropped.entry(instance).or_default() += n;
+                eprintln!("weir tail: {instance}: {said}");
+                *lost.entry(instance).or_default() += n;
             }
             Msg::Fatal(message) => {
                 let _ = out.flush();
@@ -208,10 +210,10 @@ async fn tail_async(args: TailArgs, request: TailRequest) -> anyhow::Result<Exit
     }
     let _ = out.flush();
     drop(out);
-    if !dropped.is_empty() {
-        let summary: Vec<String> = dropped.iter().map(|(i, n)| format!("{i}: {n}")).collect();
+    if !lost.is_empty() {
+        let summary: Vec<String> = lost.iter().map(|(i, n)| format!("{i}: {n}")).collect();
         eprintln!(
-            "weir tail: events dropped for this reader: {}",
+            "weir tail: events lost for this reader (dropped or skipped): {}",
             summary.join(", ")
         );
     }
@@ -478,11 +480,17 @@ async fn control_line(label: &str, text: &[u8], tx: &mpsc::Sender<Msg>) -> Optio
         return None; // heartbeat
     };
     let rest = String::from_utf8_lossy(rest);
+    // `N events dropped (slow reader)`, `N events skipped unexamined (server busy)`.
     if let Some(n) = rest
-        .strip_suffix(" events dropped (slow reader)")
-        .and_then(|n| n.parse::<u64>().ok())
+        .split_once(" events ")
+        .and_then(|(n, _)| n.parse::<u64>().ok())
     {
-        if tx.send(Msg::Dropped(label.to_string(), n)).await.is_err() {
+        let said = rest.to_string();
+        if tx
+            .send(Msg::Lost(label.to_string(), n, said))
+            .await
+            .is_err()
+        {
             return Some(Ended::Done);
         }
         return None;
@@ -539,7 +547,7 @@ mod tests {
     async fn control_lines_go_to_the_writer_apart_from_events() {
         let (tx, mut rx) = mpsc::channel(16);
         let chunk = Bytes::from_static(
-            b"a:1\nb:2\n\n# weir: 7 events dropped (slow reader)\nc:3\n# weir: end (server shutting down)\nd:4\n",
+            b"a:1\nb:2\n\n# weir: 7 events dropped (slow reader)\nc:3\n# weir: 2 events skipped unexamined (server busy)\n# weir: end (server shutting down)\nd:4\n",
         );
         let ended = deliver("x", chunk, &tx).await;
         assert!(matches!(ended, Some(Ended::Reconnect(w)) if w == "server shutting down"));
@@ -548,10 +556,18 @@ mod tests {
         while let Some(m) = rx.recv().await {
             got.push(match m {
                 Msg::Lines(b, n) => format!("{n}:{}", String::from_utf8_lossy(&b)),
-                Msg::Dropped(i, n) => format!("dropped {i} {n}"),
+                Msg::Lost(i, n, said) => format!("lost {i} {n}: {said}"),
                 Msg::Fatal(m) => m,
             });
         }
-        assert_eq!(got, ["2:a:1\nb:2\n", "dropped x 7", "1:c:3\n"]);
+        assert_eq!(
+            got,
+            [
+                "2:a:1\nb:2\n",
+                "lost x 7: 7 events dropped (slow reader)",
+                "1:c:3\n",
+                "lost x 2: 2 events skipped unexamined (server busy)"
+            ]
+        );
     }
 }
