@@ -8,8 +8,9 @@
 //!   sender still gets every ack: what it printed plus what it was told it lost (dropped for a
 //!   slow reader, or skipped unexamined when the server's idle CPU did not suffice) is
 //!   everything sent.
-//! * On SIGTERM the stream ends cleanly (the chunked response is terminated, weir exits), and
-//!   `weir tail` connects again once the instance is back.
+//! * A config reload (SIGHUP) keeps the subscribers; on SIGTERM the stream ends cleanly (the
+//!   chunked response is terminated, weir exits), and `weir tail` connects again once the
+//!   instance is back.
 //! * The access token: without it, `weir tail` stops with the server's 401.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -443,6 +444,24 @@ fn the_stream_ends_cleanly_on_shutdown_and_the_tail_comes_back() {
         std::thread::sleep(Duration::from_millis(20));
     }
 
+    // A config reload keeps the subscribers: the tail goes on without reconnecting.
+    weir.signal("HUP");
+    assert!(
+        weir.wait_log("config reloaded", Duration::from_secs(30))
+            .is_some(),
+        "{}",
+        weir.stderr_lines().join("\n")
+    );
+    python_send(&weir, "reloaded", &events("r", "x", 1));
+    let lines = tail
+        .read_stdout()
+        .wait(Duration::from_secs(30), |l| !l.is_empty());
+    assert!(
+        lines.len() == 1 && lines[0].contains("id:r-x-0"),
+        "{lines:?}\n{}",
+        tail.stderr.snapshot().join("\n")
+    );
+
     weir.signal("TERM");
     let response = read_to_close(&mut raw);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
@@ -474,10 +493,10 @@ fn the_stream_ends_cleanly_on_shutdown_and_the_tail_comes_back() {
     python_send(&weir, "again", &events("c", "x", 2));
     let lines = tail
         .read_stdout()
-        .wait(Duration::from_secs(30), |l| l.len() >= 2);
-    assert_eq!(lines.len(), 2, "{}", tail.stderr.snapshot().join("\n"));
+        .wait(Duration::from_secs(30), |l| l.len() >= 3);
+    assert_eq!(lines.len(), 3, "{}", tail.stderr.snapshot().join("\n"));
     assert!(
-        lines[0].contains("id:c-x-0") && lines[0].contains("tag:again.x"),
+        lines[1].contains("id:c-x-0") && lines[1].contains("tag:again.x"),
         "{lines:?}"
     );
 }
