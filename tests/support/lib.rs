@@ -157,15 +157,20 @@ impl Lines {
 
 type Spawned = (Child, Arc<Lines>, Arc<Lines>);
 
-/// Starts `weir run` on the `weir.conf` in `dir`, collecting its stdout and stderr.
-fn spawn(dir: &Scratch) -> Spawned {
-    let mut child = Command::new(weir_bin())
-        .args(["run", "-c"])
-        .arg(dir.path().join("weir.conf"))
-        .env(
+/// Starts `weir run` on the `weir.conf` in `dir`, collecting its stdout and stderr. With
+/// `log_level` false, weir gets no `WEIR_LOG`, so the config's `<system> log_level` applies.
+fn spawn(dir: &Scratch, log_level: bool) -> Spawned {
+    let mut cmd = Command::new(weir_bin());
+    cmd.args(["run", "-c"]).arg(dir.path().join("weir.conf"));
+    if log_level {
+        cmd.env(
             "WEIR_LOG",
             std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        );
+    } else {
+        cmd.env_remove("WEIR_LOG");
+    }
+    let mut child = cmd
         .env("TZ", "UTC")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -201,13 +206,23 @@ impl Weir {
     /// Starts weir on `config`, in which `{port}` and `{dir}` are replaced by a free port and
     /// the scratch directory, and waits until the port accepts connections.
     pub fn start(name: &str, config: &str) -> Weir {
+        Weir::start_logging(name, config, true)
+    }
+
+    /// Like [`Weir::start`], without setting weir's log level from the environment: the
+    /// config's `<system> log_level` decides.
+    pub fn start_at_config_log_level(name: &str, config: &str) -> Weir {
+        Weir::start_logging(name, config, false)
+    }
+
+    fn start_logging(name: &str, config: &str, log_level: bool) -> Weir {
         let dir = Scratch::new(name);
         let port = free_port();
         let text = config
             .replace("{port}", &port.to_string())
             .replace("{dir}", &dir.path().display().to_string());
         dir.write("weir.conf", text);
-        let (child, stdout, stderr) = spawn(&dir);
+        let (child, stdout, stderr) = spawn(&dir, log_level);
         let weir = Weir {
             child,
             stdout,
@@ -228,7 +243,7 @@ impl Weir {
     /// Starts weir again on the same config, port and directory (after [`Weir::kill9`] or an
     /// exit), with fresh output collectors.
     pub fn respawn(&mut self) {
-        let (child, stdout, stderr) = spawn(&self.dir);
+        let (child, stdout, stderr) = spawn(&self.dir, true);
         self.child = child;
         self.stdout = stdout;
         self.stderr = stderr;

@@ -76,6 +76,8 @@ pub struct Plan {
     inputs: Vec<PluginMeta>,
     /// Every filter, for the admin API.
     filters: Vec<Arc<MeteredFilter>>,
+    /// `<system> log_level` and each plugin's `@log_level`.
+    pub log_levels: crate::log_level::LogLevels,
 }
 
 /// A monitor_agent source with a `tag`: every `emit_interval` it emits one event per plugin
@@ -124,6 +126,7 @@ struct Builder {
     description: String,
     next_id: usize,
     filters: Vec<Arc<MeteredFilter>>,
+    log_levels: crate::log_level::LogLevels,
 }
 
 impl Builder {
@@ -149,6 +152,13 @@ impl Builder {
                     .push(s.error(Some("@label"), format!("{name} label not found")));
                 None
             }
+        }
+    }
+
+    /// Reads a plugin's `@log_level`.
+    fn log_level(&mut self, s: &mut Section<'_>, id: &str) {
+        if let Some(level) = crate::log_level::read_level(s, "@log_level", &mut self.errors) {
+            self.log_levels.plugins.push((id.to_string(), level));
         }
     }
 
@@ -197,7 +207,7 @@ impl Builder {
             return None;
         };
         let id = self.id_for(s, type_name);
-        let _ = s.string("@log_level");
+        self.log_level(s, &id);
         let line = s.location().to_string();
         let meta = PluginMeta::new(id.clone(), "output", type_name, s.element());
         let out: Arc<dyn Output> = match type_name {
@@ -487,7 +497,7 @@ impl Builder {
                             continue;
                         };
                         let id = self.id_for(&mut s, type_name);
-                        let _ = s.string("@log_level");
+                        self.log_level(&mut s, &id);
                         let line = s.location().to_string();
                         match weir_filter::build_filter(type_name, &mut s, id.clone(), &mut self.warnings) {
                             Some(Ok(f)) => {
@@ -538,6 +548,7 @@ pub fn plan(root: &Element) -> Result<Plan, Vec<ConfigError>> {
         outputs: Vec::new(),
         description: String::new(),
         next_id: 0,
+        log_levels: crate::log_level::LogLevels::default(),
         filters: Vec::new(),
     };
     // First every label's name, so that @label may refer to a label defined further down.
@@ -576,7 +587,8 @@ pub fn plan(root: &Element) -> Result<Plan, Vec<ConfigError>> {
         match el.name.as_str() {
             "source" => match s.type_name() {
                 Some("forward") => {
-                    let _ = s.string("@log_level");
+                    let level =
+                        crate::log_level::read_level(&mut s, "@log_level", &mut b.errors);
                     let label = match s.string("@label") {
                         Some(name) => b.label(&s, &name),
                         None => Some(0),
@@ -588,6 +600,9 @@ pub fn plan(root: &Element) -> Result<Plan, Vec<ConfigError>> {
                                 c.id = b.gen_id("forward");
                             }
                             inputs.push(PluginMeta::new(c.id.clone(), "input", "forward", el));
+                            if let Some(level) = level {
+                                b.log_levels.plugins.push((c.id.clone(), level));
+                            }
                             let mut extras = Vec::new();
                             if c.tls.is_some() {
                                 extras.push("tls");
@@ -633,7 +648,8 @@ pub fn plan(root: &Element) -> Result<Plan, Vec<ConfigError>> {
             "match" | "filter" => {}
             "label" => {}
             "system" => {
-                let _ = s.string("log_level");
+                b.log_levels.system =
+                    crate::log_level::read_level(&mut s, "log_level", &mut b.errors);
                 if let Some(ep) = s.string("rpc_endpoint") {
                     match parse_rpc_endpoint(&ep) {
                         Some((bind, port)) => {
@@ -728,6 +744,7 @@ pub fn plan(root: &Element) -> Result<Plan, Vec<ConfigError>> {
         monitor_emits,
         inputs,
         filters: b.filters,
+        log_levels: b.log_levels,
     })
 }
 
@@ -740,8 +757,8 @@ fn monitor_agent(
     s: &mut Section<'_>,
     el: &Element,
 ) -> Option<(PluginMeta, weir_admin::EndpointConfig, Option<MonitorEmit>)> {
-    let _ = s.string("@log_level");
     let id = b.id_for(s, "monitor_agent");
+    b.log_level(s, &id);
     let label = match s.string("@label") {
         Some(name) => b.label(s, &name)?,
         None => 0,

@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod forward;
+pub mod log_level;
 pub mod monitor;
 pub mod outputs;
 pub mod pipeline;

@@ -49,7 +49,12 @@ pub struct Supervisor {
     tail: Option<Arc<weir_tail::Hub>>,
     /// The admin endpoints of the config weir started with (they are not reloaded).
     admin: Vec<weir_admin::EndpointConfig>,
+    /// Told the log levels of each config that starts by a reload.
+    log_levels_hook: Mutex<Option<LogLevelsHook>>,
 }
+
+/// What [`Supervisor::on_log_levels`] takes.
+pub type LogLevelsHook = Arc<dyn Fn(&crate::log_level::LogLevels) + Send + Sync>;
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -107,6 +112,7 @@ impl Supervisor {
             process,
             tail,
             admin,
+            log_levels_hook: Mutex::new(None),
         });
         sup.install(root, token, running);
         Ok(sup)
@@ -129,6 +135,14 @@ impl Supervisor {
         };
         if let Ok(mut c) = self.current.lock() {
             *c = Some(current);
+        }
+    }
+
+    /// Calls `hook` with the log levels (`<system> log_level`, `@log_level`) of every config a
+    /// reload starts, so the process's log filter follows the config.
+    pub fn on_log_levels(&self, hook: LogLevelsHook) {
+        if let Ok(mut h) = self.log_levels_hook.lock() {
+            *h = Some(hook);
         }
     }
 
@@ -227,6 +241,7 @@ impl Supervisor {
         }
         tracing::info!(config = %self.config_path.display(), "reloading the config");
         let (root, plan) = load_config(&self.config_path)?;
+        let levels = plan.log_levels.clone();
         if plan.admin != self.admin {
             tracing::warn!("the admin endpoints (monitor_agent, rpc_endpoint, token) changed; they stay as they are until weir restarts");
         }
@@ -249,6 +264,10 @@ impl Supervisor {
             Ok(running) => {
                 tracing::info!(config = %self.config_path.display(), "config reloaded");
                 self.install(root, token, running);
+                let hook = self.log_levels_hook.lock().ok().and_then(|h| h.clone());
+                if let Some(hook) = hook {
+                    hook(&levels);
+                }
                 Ok(())
             }
             Err(e) => {

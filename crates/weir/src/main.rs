@@ -4,10 +4,12 @@ mod bench;
 mod cat;
 mod client;
 mod flush;
+mod logging;
 mod run;
 mod tail;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use logging::LogFormat;
 
 /// What `weir --version` prints: the release, then the build it came from.
 const VERSION: &str = concat!(
@@ -28,22 +30,15 @@ const VERSION: &str = concat!(
 #[command(name = "weir", version = VERSION, about, long_about = None, propagate_version = true)]
 struct Cli {
     /// How much weir logs: error, warn, info, debug or trace (or a tracing filter such as
-    /// "info,weir_server=debug").
-    #[arg(long, global = true, default_value = "info", env = "WEIR_LOG")]
-    log_level: String,
+    /// "info,weir_server=debug"). Without it, `weir run` takes the config's
+    /// `<system> log_level`, else info. A plugin's `@log_level` applies to the lines about it.
+    #[arg(long, global = true, env = "WEIR_LOG")]
+    log_level: Option<String>,
     /// The log line format on standard error.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -64,23 +59,9 @@ enum Command {
     Reload(flush::AdminCallArgs),
 }
 
-fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_level, cli.log_format);
+    logging::init(cli.log_level.as_deref(), cli.log_format);
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Check(args) => run::check(args),

@@ -118,6 +118,7 @@ async fn serve(root: Element, plan: Plan, args: RunArgs) -> anyhow::Result<ExitC
     for ep in plan.admin.clone() {
         admin.push(weir_admin::bind(ep).await.context("admin endpoint")?);
     }
+    crate::logging::apply(&plan.log_levels);
     let drain = Duration::from_secs(args.drain_timeout);
     // The live tail's hub lives as long as the process: subscribers stay attached across
     // config reloads.
@@ -131,6 +132,7 @@ async fn serve(root: Element, plan: Plan, args: RunArgs) -> anyhow::Result<ExitC
         Some(Arc::clone(&hub)),
     )
     .await?;
+    sup.on_log_levels(Arc::new(crate::logging::apply));
     if let Some(pid_file) = &args.pid_file {
         std::fs::write(pid_file, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing the pid file {}", pid_file.display()))?;

@@ -104,7 +104,7 @@ impl ConnError {
     fn log(&self, peer: &Peer, source: &str) {
         match self {
             ConnError::PeerClosed | ConnError::Idle(_) => {
-                tracing::debug!(%peer, source, "closing connection: {self}");
+                tracing::debug!(%peer, source = %source, "closing connection: {self}");
             }
             ConnError::Io(e)
                 if matches!(
@@ -115,9 +115,9 @@ impl ConnError {
                         | io::ErrorKind::ConnectionAborted
                 ) =>
             {
-                tracing::debug!(%peer, source, "connection ended: {self}");
+                tracing::debug!(%peer, source = %source, "connection ended: {self}");
             }
-            _ => tracing::warn!(%peer, source, "closing connection: {self}"),
+            _ => tracing::warn!(%peer, source = %source, "closing connection: {self}"),
         }
     }
 }
@@ -183,8 +183,10 @@ async fn serve<S>(stream: S, peer: Peer, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    if let Err(e) = serve_inner(stream, &peer, &shared).await {
-        report(&e, &peer, &shared);
+    tracing::debug!(%peer, source = %shared.config.id, "connection accepted");
+    match serve_inner(stream, &peer, &shared).await {
+        Ok(()) => tracing::debug!(%peer, source = %shared.config.id, "connection closed"),
+        Err(e) => report(&e, &peer, &shared),
     }
 }
 

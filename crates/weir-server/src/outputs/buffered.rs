@@ -135,6 +135,7 @@ impl ChunkSink for TimedSink {
             let now = unix_now();
             match &r {
                 Ok(()) => {
+                    tracing::debug!(output = %self.output, chunk_id = %chunk.id(), secondary = self.secondary, elapsed = took.as_secs_f64(), "chunk written out");
                     if let Ok(mut retry) = s.retry.lock() {
                         *retry = None;
                     }

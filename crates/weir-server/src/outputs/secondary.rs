@@ -143,7 +143,13 @@ pub fn read_secondary(
         ));
     }
     let type_name = sec.type_name().unwrap_or(primary_type).to_string();
-    let _ = sec.string("@log_level");
+    if sec.element().param("@log_level").is_some() || sec.element().param("log_level").is_some() {
+        let _ = crate::log_level::read_level(&mut sec, "@log_level", errors);
+        warnings.push(sec.error(
+            Some("@log_level"),
+            "@log_level in <secondary> has no effect in weir: the secondary logs under its primary's id, at the primary's level",
+        ));
+    }
     let _ = sec.string("@id");
     if type_name != primary_type && type_name != "secondary_file" {
         warnings.push(sec.error(
