@@ -9,22 +9,29 @@
 //! `--grep` and `--exclude` conditions on the records, formats the passing events and queues the
 //! lines for the subscriber's task, which only writes them to the socket.
 //!
-//! Two bounded queues, two kinds of loss, each counted and told to the subscriber:
+//! The filter thread shares no lock with ingest or with the subscribers' tasks (a thread at
+//! idle priority that is preempted while holding a lock would stall whoever waits for it):
+//! requests reach it through a bounded lock-free channel, lines leave it through each
+//! subscriber's lock-free channel, and the bounds are atomic counters.
+//!
+//! Two bounds, two kinds of loss, each counted and told to the subscriber:
 //!
 //! * the filter thread's intake: when the machine is too busy for the tail to keep up, requests
 //!   are skipped before they are examined (`N events skipped unexamined (server busy)`: the
 //!   events of the asked-for tags, of which any number might have matched);
 //! * each subscriber's queue of lines: when a reader is slow, its events are dropped
-//!   (`N events dropped (slow reader)`), for that reader only, at the place of the gap.
+//!   (`N events dropped (slow reader)`), for that reader only.
+//!
+//! Each such line counts the events lost since the previous line of its kind.
 
-use std::collections::VecDeque;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::Notify;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use weir_proto::EventBatch;
 
 use crate::filter::TailFilter;
@@ -60,26 +67,26 @@ impl Default for HubConfig {
     }
 }
 
+/// Most requests waiting for the filter thread, whatever their size.
+const INTAKE_REQUESTS: usize = 4096;
+
 /// A subscribe after [`Hub::close`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("weir is shutting down")]
 pub struct HubClosed;
 
-/// One entry of a subscriber's queue.
+/// What a subscriber's channel carries.
 enum Item {
     /// Formatted lines of this many events.
     Lines(Bytes, usize),
-    /// This many events were dropped here.
-    Dropped(u64),
+    /// Events were dropped for this slow reader: the count is in [`Shared::dropped`].
+    Dropped,
+    /// Requests were skipped unexamined: the count is in [`Shared::skipped`].
+    Skipped,
     /// The limit is reached: the stream ends here.
     LimitReached,
-}
-
-#[derive(Default)]
-struct Queue {
-    items: VecDeque<Item>,
-    bytes: usize,
-    events: usize,
+    /// The hub closed: the stream ends here.
+    Closed,
 }
 
 /// What the hub, its filter thread and a subscriber's task share.
@@ -87,14 +94,18 @@ struct Shared {
     id: u64,
     filter: TailFilter,
     limit: Option<u64>,
-    /// The filter thread's: formats this subscriber's lines.
+    /// Only the filter thread uses it.
     writer: Mutex<LineWriter>,
-    queue: Mutex<Queue>,
-    notify: Notify,
+    tx: UnboundedSender<Item>,
+    /// Lines and events sent and not yet taken by the subscriber's task.
+    queued_bytes: AtomicUsize,
+    queued_events: AtomicUsize,
     /// Events this subscriber still takes (its limit minus what was queued); `u64::MAX`
     /// without a limit.
     wanted: AtomicU64,
-    /// Events of wanted tags skipped before the filter thread examined them.
+    /// Events dropped since the last `dropped` line.
+    dropped: AtomicU64,
+    /// Events skipped since the last `skipped` line.
     skipped: AtomicU64,
     closed: AtomicBool,
 }
@@ -133,8 +144,17 @@ impl Shared {
         self.closed.load(Ordering::Relaxed) || self.wanted.load(Ordering::Relaxed) == 0
     }
 
-    /// Filters and formats one request for this subscriber and queues the lines, or counts
-    /// them as dropped when the queue is full. Runs on the filter thread.
+    /// Counts `n` events lost in `counter`, and sends `item` to say so unless a line about
+    /// earlier losses of the same kind is still on its way.
+    fn lose(&self, counter: &AtomicU64, item: Item, n: u64) {
+        if counter.fetch_add(n, Ordering::AcqRel) == 0 {
+            let _ = self.tx.send(item);
+        }
+    }
+
+    /// Filters and formats one request for this subscriber and sends the lines, or counts
+    /// them as dropped when its queue is full. Runs on the filter thread; returns how many
+    /// events were dropped.
     fn offer(&self, config: &HubConfig, tag: &str, events: &EventBatch) -> u64 {
         if self.is_done() {
             return 0;
@@ -162,27 +182,22 @@ impl Shared {
         if n == 0 {
             return 0;
         }
-        let mut q = lock(&self.queue);
-        let full = !q.items.is_empty()
-            && (q.bytes.saturating_add(out.len()) > config.queue_bytes
-                || q.events.saturating_add(n) > config.queue_events);
+        let bytes = self.queued_bytes.load(Ordering::Acquire);
+        let queued = self.queued_events.load(Ordering::Acquire);
+        let full = queued > 0
+            && (bytes.saturating_add(out.len()) > config.queue_bytes
+                || queued.saturating_add(n) > config.queue_events);
         if full {
-            match q.items.back_mut() {
-                Some(Item::Dropped(d)) => *d += n as u64,
-                _ => q.items.push_back(Item::Dropped(n as u64)),
-            }
-            drop(q);
             self.give_back(n as u64);
+            self.lose(&self.dropped, Item::Dropped, n as u64);
             return n as u64;
         }
-        q.bytes += out.len();
-        q.events += n;
-        q.items.push_back(Item::Lines(Bytes::from(out), n));
+        self.queued_bytes.fetch_add(out.len(), Ordering::AcqRel);
+        self.queued_events.fetch_add(n, Ordering::AcqRel);
+        let _ = self.tx.send(Item::Lines(Bytes::from(out), n));
         if self.limit.is_some() && self.wanted.load(Ordering::Acquire) == 0 {
-            q.items.push_back(Item::LimitReached);
+            let _ = self.tx.send(Item::LimitReached);
         }
-        drop(q);
-        self.notify.notify_one();
         0
     }
 }
@@ -194,14 +209,6 @@ struct Job {
     subscribers: Vec<Arc<Shared>>,
 }
 
-#[derive(Default)]
-struct Intake {
-    jobs: VecDeque<Job>,
-    bytes: usize,
-    /// Whether the filter thread runs.
-    started: bool,
-}
-
 /// The server side of the live tail. Create one per process, give it to the pipeline (which
 /// calls [`Hub::publish`]) and to [`crate::routes`] (which subscribes).
 pub struct Hub {
@@ -209,8 +216,12 @@ pub struct Hub {
     /// How many subscribers there are: the one load `publish` makes when there are none.
     active: AtomicUsize,
     subscribers: RwLock<Vec<Arc<Shared>>>,
-    intake: Mutex<Intake>,
-    work: Condvar,
+    intake: SyncSender<Job>,
+    /// The intake's other end, until the filter thread takes it.
+    intake_rx: Mutex<Option<Receiver<Job>>>,
+    /// Bytes of the requests waiting in the intake.
+    intake_bytes: AtomicUsize,
+    filter_thread: OnceLock<std::thread::Thread>,
     next_id: AtomicU64,
     closed: AtomicBool,
     dropped: AtomicU64,
@@ -227,12 +238,15 @@ impl Default for Hub {
 impl Hub {
     /// A hub with no subscriber. Its filter thread starts with the first subscriber.
     pub fn new(config: HubConfig) -> Hub {
+        let (intake, rx) = mpsc::sync_channel(INTAKE_REQUESTS);
         Hub {
             config,
             active: AtomicUsize::new(0),
             subscribers: RwLock::new(Vec::new()),
-            intake: Mutex::new(Intake::default()),
-            work: Condvar::new(),
+            intake,
+            intake_rx: Mutex::new(Some(rx)),
+            intake_bytes: AtomicUsize::new(0),
+            filter_thread: OnceLock::new(),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
@@ -247,9 +261,8 @@ impl Hub {
     }
 
     /// Offers one request's events, entering the pipeline from source `source_id` under
-    /// `tag`, to every subscriber. Never blocks on a subscriber; with none, it only loads one
-    /// atomic; with some, it only checks their tags and queues the request for the filter
-    /// thread.
+    /// `tag`, to every subscriber. Never blocks; with no subscriber, it only loads one atomic;
+    /// with some, it only checks their tags and queues the request for the filter thread.
     pub fn publish(&self, source_id: &str, tag: &str, events: &EventBatch) {
         if self.active.load(Ordering::Acquire) == 0 || events.is_empty() {
             return;
@@ -266,61 +279,66 @@ impl Hub {
             return;
         }
         let cost = events.buffer().len();
-        let mut intake = lock(&self.intake);
-        if !intake.jobs.is_empty() && intake.bytes.saturating_add(cost) > self.config.intake_bytes {
-            drop(intake);
-            let n = events.len() as u64;
-            for s in &wanting {
-                s.skipped.fetch_add(n, Ordering::Relaxed);
-                s.notify.notify_one();
-            }
-            self.skipped
-                .fetch_add(n * wanting.len() as u64, Ordering::Relaxed);
+        let held = self.intake_bytes.load(Ordering::Acquire);
+        if held > 0 && held.saturating_add(cost) > self.config.intake_bytes {
+            self.skip(&wanting, events.len());
             return;
         }
-        intake.bytes += cost;
-        intake.jobs.push_back(Job {
+        self.intake_bytes.fetch_add(cost, Ordering::AcqRel);
+        let job = Job {
             tag: Arc::from(tag),
             batch: events.clone(),
             subscribers: wanting,
-        });
-        drop(intake);
-        self.work.notify_one();
+        };
+        match self.intake.try_send(job) {
+            Ok(()) => {
+                if let Some(t) = self.filter_thread.get() {
+                    t.unpark();
+                }
+            }
+            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
+                self.intake_bytes.fetch_sub(cost, Ordering::AcqRel);
+                self.skip(&job.subscribers, job.batch.len());
+            }
+        }
+    }
+
+    fn skip(&self, subscribers: &[Arc<Shared>], n: usize) {
+        let n = n as u64;
+        for s in subscribers {
+            s.lose(&s.skipped, Item::Skipped, n);
+        }
+        self.skipped
+            .fetch_add(n * subscribers.len() as u64, Ordering::Relaxed);
     }
 
     /// The filter thread: takes requests off the intake and offers them to their subscribers,
     /// until the hub is gone.
-    fn filter_loop(hub: Weak<Hub>) {
+    fn filter_loop(hub: Weak<Hub>, intake: Receiver<Job>) {
         lower_priority();
         loop {
-            let Some(hub) = hub.upgrade() else {
-                return;
-            };
-            let job = {
-                let mut intake = lock(&hub.intake);
-                match intake.jobs.pop_front() {
-                    Some(job) => {
-                        intake.bytes -= job.batch.buffer().len();
-                        Some(job)
-                    }
-                    None => {
-                        // Wake now and then to notice the hub was dropped.
-                        let _ = hub
-                            .work
-                            .wait_timeout(intake, Duration::from_millis(500))
-                            .unwrap_or_else(PoisonError::into_inner);
-                        None
+            match intake.try_recv() {
+                Ok(job) => {
+                    let Some(hub) = hub.upgrade() else {
+                        return;
+                    };
+                    hub.intake_bytes
+                        .fetch_sub(job.batch.buffer().len(), Ordering::AcqRel);
+                    for s in &job.subscribers {
+                        let dropped = s.offer(&hub.config, &job.tag, &job.batch);
+                        if dropped > 0 {
+                            hub.dropped.fetch_add(dropped, Ordering::Relaxed);
+                        }
                     }
                 }
-            };
-            let Some(job) = job else {
-                continue;
-            };
-            for s in &job.subscribers {
-                let dropped = s.offer(&hub.config, &job.tag, &job.batch);
-                if dropped > 0 {
-                    hub.dropped.fetch_add(dropped, Ordering::Relaxed);
+                // Woken by publish; and now and then, to notice the hub was dropped.
+                Err(TryRecvError::Empty) => {
+                    if hub.strong_count() == 0 {
+                        return;
+                    }
+                    std::thread::park_timeout(Duration::from_millis(500));
                 }
+                Err(TryRecvError::Disconnected) => return,
             }
         }
     }
@@ -328,14 +346,17 @@ impl Hub {
     /// Adds a subscriber. Its events come out of the returned [`Subscription`]; dropping it
     /// unsubscribes.
     pub fn subscribe(self: &Arc<Self>, request: TailRequest) -> Result<Subscription, HubClosed> {
+        let (tx, rx) = unbounded_channel();
         let shared = Arc::new(Shared {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             filter: request.filter,
             limit: request.limit,
             writer: Mutex::new(LineWriter::new(request.format)),
-            queue: Mutex::new(Queue::default()),
-            notify: Notify::new(),
+            tx,
+            queued_bytes: AtomicUsize::new(0),
+            queued_events: AtomicUsize::new(0),
             wanted: AtomicU64::new(request.limit.unwrap_or(u64::MAX)),
+            dropped: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         });
@@ -360,24 +381,26 @@ impl Hub {
         Ok(Subscription {
             hub: Arc::clone(self),
             shared,
+            rx,
             delivered: 0,
             done: false,
         })
     }
 
     fn start_filter_thread(self: &Arc<Self>) {
-        let mut intake = lock(&self.intake);
-        if intake.started {
+        let mut slot = lock(&self.intake_rx);
+        let Some(rx) = slot.take() else {
             return;
-        }
+        };
         let hub = Arc::downgrade(self);
         match std::thread::Builder::new()
             .name("weir-tail".into())
-            .spawn(move || Hub::filter_loop(hub))
+            .spawn(move || Hub::filter_loop(hub, rx))
         {
-            Ok(_) => intake.started = true,
-            // Subscribers get nothing but heartbeats and skip counts; tried again on the next
-            // subscribe.
+            Ok(handle) => {
+                let _ = self.filter_thread.set(handle.thread().clone());
+            }
+            // Subscribers get nothing but heartbeats and skip counts.
             Err(e) => tracing::error!(error = %e, "tail: cannot start the filter thread"),
         }
     }
@@ -391,8 +414,9 @@ impl Hub {
         self.active.store(subs.len(), Ordering::Release);
     }
 
-    /// Ends every stream (each says the server is shutting down) and refuses new subscribers.
-    /// Call it when shutdown begins, so HTTP connections can finish.
+    /// Ends every stream (each says the server is shutting down, after what was already
+    /// queued for it) and refuses new subscribers. Call it when shutdown begins, so HTTP
+    /// connections can finish.
     pub fn close(&self) {
         let subs = self
             .subscribers
@@ -400,8 +424,9 @@ impl Hub {
             .unwrap_or_else(PoisonError::into_inner);
         self.closed.store(true, Ordering::Release);
         for s in subs.iter() {
-            s.closed.store(true, Ordering::Release);
-            s.notify.notify_one();
+            if !s.closed.swap(true, Ordering::AcqRel) {
+                let _ = s.tx.send(Item::Closed);
+            }
         }
     }
 
@@ -459,6 +484,7 @@ const CHUNK_BYTES: usize = 256 << 10;
 pub struct Subscription {
     hub: Arc<Hub>,
     shared: Arc<Shared>,
+    rx: UnboundedReceiver<Item>,
     delivered: u64,
     done: bool,
 }
@@ -472,65 +498,72 @@ impl Subscription {
             if self.done {
                 return None;
             }
-            if let Some(chunk) = self.take() {
+            let first = match self.rx.try_recv() {
+                Ok(item) => item,
+                Err(_) => {
+                    match tokio::time::timeout(self.hub.config.heartbeat, self.rx.recv()).await {
+                        Err(_) => return Some(Bytes::from_static(b"\n")),
+                        Ok(Some(item)) => item,
+                        Ok(None) => {
+                            self.done = true;
+                            return None;
+                        }
+                    }
+                }
+            };
+            if let Some(chunk) = self.render(first) {
                 return Some(chunk);
-            }
-            if self.shared.closed.load(Ordering::Acquire) {
-                self.done = true;
-                return Some(Bytes::from(format!(
-                    "{CONTROL_PREFIX}end (server shutting down)\n"
-                )));
-            }
-            let wait = self.shared.notify.notified();
-            if tokio::time::timeout(self.hub.config.heartbeat, wait)
-                .await
-                .is_err()
-            {
-                return Some(Bytes::from_static(b"\n"));
             }
         }
     }
 
-    /// What is queued, about one chunk's worth, with the skip count first.
-    fn take(&mut self) -> Option<Bytes> {
+    /// Writes `first` and whatever else is queued, about one chunk's worth.
+    fn render(&mut self, first: Item) -> Option<Bytes> {
         let mut out = Vec::new();
-        let skipped = self.shared.skipped.swap(0, Ordering::Relaxed);
-        if skipped > 0 {
-            let _ = writeln!(
-                out,
-                "{CONTROL_PREFIX}{skipped} events skipped unexamined (server busy)"
-            );
-        }
         let before = self.delivered;
-        {
-            let mut q = lock(&self.shared.queue);
-            while out.len() < CHUNK_BYTES {
-                let Some(item) = q.items.pop_front() else {
-                    break;
-                };
-                match item {
-                    Item::Lines(lines, n) => {
-                        q.bytes -= lines.len();
-                        q.events -= n;
-                        self.delivered += n as u64;
-                        if out.is_empty() {
-                            // The common case: hand the lines on without copying.
-                            out = Vec::from(lines);
-                        } else {
-                            out.extend_from_slice(&lines);
-                        }
-                    }
-                    Item::Dropped(n) => {
-                        let _ = writeln!(out, "{CONTROL_PREFIX}{n} events dropped (slow reader)");
-                    }
-                    Item::LimitReached => {
-                        let limit = self.shared.limit.unwrap_or(self.delivered);
-                        let _ =
-                            writeln!(out, "{CONTROL_PREFIX}end (limit of {limit} events reached)");
-                        self.done = true;
-                        break;
+        let mut next = Some(first);
+        while let Some(item) = next.take() {
+            match item {
+                Item::Lines(lines, n) => {
+                    self.shared
+                        .queued_bytes
+                        .fetch_sub(lines.len(), Ordering::AcqRel);
+                    self.shared.queued_events.fetch_sub(n, Ordering::AcqRel);
+                    self.delivered += n as u64;
+                    if out.is_empty() {
+                        // The common case: hand the lines on without copying.
+                        out = Vec::from(lines);
+                    } else {
+                        out.extend_from_slice(&lines);
                     }
                 }
+                Item::Dropped => {
+                    let n = self.shared.dropped.swap(0, Ordering::AcqRel);
+                    if n > 0 {
+                        let _ = writeln!(out, "{CONTROL_PREFIX}{n} events dropped (slow reader)");
+                    }
+                }
+                Item::Skipped => {
+                    let n = self.shared.skipped.swap(0, Ordering::AcqRel);
+                    if n > 0 {
+                        let _ = writeln!(
+                            out,
+                            "{CONTROL_PREFIX}{n} events skipped unexamined (server busy)"
+                        );
+                    }
+                }
+                Item::LimitReached => {
+                    let limit = self.shared.limit.unwrap_or(self.delivered);
+                    let _ = writeln!(out, "{CONTROL_PREFIX}end (limit of {limit} events reached)");
+                    self.done = true;
+                }
+                Item::Closed => {
+                    let _ = writeln!(out, "{CONTROL_PREFIX}end (server shutting down)");
+                    self.done = true;
+                }
+            }
+            if !self.done && out.len() < CHUNK_BYTES {
+                next = self.rx.try_recv().ok();
             }
         }
         self.hub
@@ -725,7 +758,7 @@ mod tests {
         let writer = lock(&s.shared.writer);
         hub.publish("in", "t", &batch(&[&n(0)]));
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !lock(&hub.intake).jobs.is_empty() {
+        while hub.intake_bytes.load(Ordering::Acquire) > 0 {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the filter thread took nothing"
