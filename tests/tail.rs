@@ -383,13 +383,38 @@ fn a_slow_subscriber_loses_events_and_is_told_while_ingest_gets_every_ack() {
         assert_eq!(parts[1], "load", "{line}");
         assert!(parts[2].starts_with(r#"{"id":""#), "{line}");
     }
-    // The server says so too, in its log.
+    // The server says so too, in its log and in its metrics.
     assert!(
         weir.wait_log("tail subscriber attached", Duration::from_secs(1))
             .is_some(),
         "{}",
         weir.stderr_lines().join("\n")
     );
+    let metrics = get_metrics(admin);
+    let metric = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{metrics}")) as u64
+    };
+    assert_eq!(
+        metric("weir_tail_dropped_events_total ") + metric("weir_tail_skipped_events_total "),
+        lost,
+        "{metrics}"
+    );
+    assert_eq!(metric("weir_tail_sent_events_total "), lines.len() as u64);
+    assert_eq!(metric("weir_tail_subscribers "), 1);
+}
+
+/// The admin endpoint's `/metrics` page.
+fn get_metrics(admin: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", admin)).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    read_to_close(&mut s)
 }
 
 /// Reads a raw HTTP response until the connection closes.

@@ -316,6 +316,42 @@ impl Supervisor {
     }
 }
 
+/// The live tail's counters, for `/metrics`.
+fn render_tail_metrics(hub: &weir_tail::Hub, out: &mut String) {
+    use weir_metrics::{Encoder, Kind};
+    let mut enc = Encoder::new(out);
+    let families: [(&str, &str, Kind, f64); 4] = [
+        (
+            "weir_tail_subscribers",
+            "Live-tail subscribers attached now.",
+            Kind::Gauge,
+            hub.subscribers() as f64,
+        ),
+        (
+            "weir_tail_sent_events_total",
+            "Events written to live-tail subscribers.",
+            Kind::Counter,
+            hub.sent_events() as f64,
+        ),
+        (
+            "weir_tail_dropped_events_total",
+            "Events a slow live-tail subscriber lost because its queue was full.",
+            Kind::Counter,
+            hub.dropped_events() as f64,
+        ),
+        (
+            "weir_tail_skipped_events_total",
+            "Events the live tail skipped unexamined because its filter thread was busy (counted per subscriber).",
+            Kind::Counter,
+            hub.skipped_events() as f64,
+        ),
+    ];
+    for (name, help, kind, value) in families {
+        enc.family(name, help, kind);
+        enc.sample(name, &[], value);
+    }
+}
+
 /// The admin endpoint's view of a [`Supervisor`].
 pub struct AdminControl(pub Arc<Supervisor>);
 
@@ -346,6 +382,9 @@ impl weir_admin::Control for AdminControl {
     fn metrics(&self, out: &mut String) {
         let healthy = self.0.health().is_ok();
         monitor::render_metrics(&self.0.view(), self.0.process_metrics(), healthy, out);
+        if let Some(hub) = &self.0.tail {
+            render_tail_metrics(hub, out);
+        }
     }
 
     fn health(&self) -> Result<(), Vec<String>> {
