@@ -28,6 +28,30 @@ fn json_error(e: RequestError) -> FormatError {
     }
 }
 
+/// True when `hay` holds `needle` somewhere. Searches for the first byte with `memchr` (what
+/// `<[u8]>::contains` does) rather than comparing a window at every offset: this check runs on
+/// every LTSV value.
+fn contains_slice(hay: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    if rest.is_empty() {
+        return hay.contains(&first);
+    }
+    let mut from = 0;
+    while let Some(i) = hay
+        .get(from..)
+        .and_then(|h| h.iter().position(|&b| b == first))
+    {
+        let at = from + i;
+        if hay.get(at + 1..).is_some_and(|t| t.starts_with(rest)) {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
+}
+
 /// Ruby's `str.gsub(pattern, replacement)` with a literal `pattern`, applied to `out[at..]`.
 /// An empty pattern matches before every character and at the end, as in Ruby.
 fn gsub_tail(out: &mut Vec<u8>, at: usize, pattern: &[u8], replacement: &[u8]) {
@@ -50,7 +74,7 @@ fn gsub_tail(out: &mut Vec<u8>, at: usize, pattern: &[u8], replacement: &[u8]) {
         out.extend_from_slice(&rebuilt);
         return;
     }
-    if !tail.windows(pattern.len()).any(|w| w == pattern) {
+    if !contains_slice(tail, pattern) {
         return;
     }
     let mut rebuilt = Vec::with_capacity(tail.len());
@@ -631,5 +655,29 @@ impl Formatter for Hash {
             out.extend_from_slice(self.newline);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_slice;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn contains_slice_agrees_with_a_window_scan(
+            hay in proptest::collection::vec(0u8..4, 0..64),
+            needle in proptest::collection::vec(0u8..4, 1..4),
+        ) {
+            let expected = hay.windows(needle.len()).any(|w| w == needle.as_slice());
+            prop_assert_eq!(contains_slice(&hay, &needle), expected);
+        }
+    }
+
+    #[test]
+    fn contains_slice_finds_a_match_after_a_false_start() {
+        assert!(contains_slice(b"a\t\tb\t\r\n", b"\t\r\n"));
+        assert!(!contains_slice(b"a\t\tb\t\r", b"\t\r\n"));
+        assert!(contains_slice(b"x", b""));
     }
 }
