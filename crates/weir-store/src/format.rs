@@ -34,6 +34,20 @@ pub fn frame_block(out: &mut Vec<u8>, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// Frames a block in place: `block` is [`BLOCK_HEADER`] bytes of room followed by the
+/// payload; the room becomes the header. The same bytes as [`frame_block`] of the payload.
+pub(crate) fn seal_block(block: &mut [u8]) {
+    let Some((header, payload)) = block.split_at_mut_checked(BLOCK_HEADER) else {
+        return;
+    };
+    let len = u32::try_from(payload.len())
+        .unwrap_or(u32::MAX)
+        .to_le_bytes();
+    let crc = crc_of(len, payload).to_le_bytes();
+    header[..4].copy_from_slice(&len);
+    header[4..].copy_from_slice(&crc);
+}
+
 /// The result of scanning a chunk file's bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scan {
@@ -168,6 +182,18 @@ mod tests {
         let s = scan_blocks(&f[..f.len() - 1]);
         assert_eq!(s.payloads.len(), 1);
         assert_eq!(s.good_len, 11);
+    }
+
+    #[test]
+    fn sealing_in_place_frames_like_frame_block() {
+        for payload in [&b"x"[..], b"hello, block", &[0u8; 300]] {
+            let mut framed = Vec::new();
+            frame_block(&mut framed, payload);
+            let mut sealed = vec![0u8; BLOCK_HEADER];
+            sealed.extend_from_slice(payload);
+            seal_block(&mut sealed);
+            assert_eq!(sealed, framed);
+        }
     }
 
     #[test]

@@ -130,8 +130,11 @@ impl Chunk {
 enum Cmd {
     Write {
         chunk: Arc<Chunk>,
-        payload: Vec<u8>,
+        /// One framed block (header and stored payload), written as it is.
+        block: Vec<u8>,
         records: u64,
+        /// Uncompressed payload bytes, as reserved in the chunk's counters.
+        bytes: u64,
         done: oneshot::Sender<Result<(), StoreError>>,
     },
     Seal(Arc<Chunk>),
@@ -157,6 +160,8 @@ pub(crate) struct Inner {
     /// Woken when a chunk is queued or the mode changes.
     pub(crate) work: Notify,
     shards: Vec<Mutex<mpsc::Sender<Cmd>>>,
+    /// The reaper thread's queue (file buffers only).
+    reaper: Option<Mutex<mpsc::Sender<Reap>>>,
     pub(crate) clock: Clock,
     pub(crate) mode: AtomicU8,
     pub(crate) workers: AtomicUsize,
@@ -245,11 +250,53 @@ impl Future for Commit {
 }
 
 /// Events of one append for one chunk key, already encoded as `[time, record]` entries.
+///
+/// `data` starts with [`format::BLOCK_HEADER`] bytes of room, so that the whole group becomes
+/// one framed block in place ([`Group::frame`]) and goes to the commit thread without a copy.
 struct Group {
     key: ChunkKey,
+    /// Room for a block header, then the entries back to back.
     data: Vec<u8>,
-    /// Entry end offsets in `data`.
+    /// Entry end offsets in `data` (the first entry starts at `BLOCK_HEADER`).
     ends: Vec<usize>,
+    /// With `compress gzip`: the whole group as one framed gzip block.
+    gzipped: Option<Vec<u8>>,
+}
+
+impl Group {
+    fn new(key: ChunkKey, capacity: usize) -> Self {
+        let mut data = Vec::with_capacity(format::BLOCK_HEADER + capacity);
+        data.resize(format::BLOCK_HEADER, 0);
+        Group {
+            key,
+            data,
+            ends: Vec::new(),
+            gzipped: None,
+        }
+    }
+
+    /// Frames the whole group as one block: the header is written into `data`'s room (and,
+    /// with gzip, the compressed block is made). Done before the state lock is taken, so
+    /// connections frame (and compress) their requests in parallel.
+    fn frame(&mut self, compress: Compress) {
+        match compress {
+            Compress::Text => format::seal_block(&mut self.data),
+            Compress::Gzip => {
+                let stored = format::gzip_block(&self.data[format::BLOCK_HEADER..]);
+                let mut block = Vec::with_capacity(format::BLOCK_HEADER + stored.len());
+                format::frame_block(&mut block, &stored);
+                self.gzipped = Some(block);
+            }
+        }
+    }
+
+    /// The whole group's framed block, taken out of the group (which is then spent).
+    fn take_block(&mut self) -> Vec<u8> {
+        match self.gzipped.take() {
+            Some(b) => b,
+            None => std::mem::take(&mut self.data),
+        }
+    }
 }
 
 enum Placed {
@@ -435,7 +482,7 @@ impl Inner {
     }
 
     /// Places the groups into chunks, reserving their space, and sends the writes.
-    fn try_place(&self, groups: &[Group]) -> Result<Placed, StoreError> {
+    fn try_place(&self, groups: &mut [Group]) -> Result<Placed, StoreError> {
         let mut st = self.lock();
         if st.closing {
             return Err(StoreError::ShuttingDown(self.name.clone()));
@@ -457,7 +504,11 @@ impl Inner {
                 };
                 let c_bytes = chunk.bytes.load(Ordering::Relaxed);
                 let c_records = chunk.records.load(Ordering::Relaxed);
-                let start_off = if first == 0 { 0 } else { g.ends[first - 1] };
+                let start_off = if first == 0 {
+                    format::BLOCK_HEADER
+                } else {
+                    g.ends[first - 1]
+                };
                 let mut last = first;
                 while last < g.ends.len() {
                     let size = (g.ends[last] - start_off) as u64;
@@ -482,35 +533,43 @@ impl Inner {
                     continue;
                 }
                 let end_off = g.ends[last - 1];
-                let payload = &g.data[start_off..end_off];
+                let bytes = (end_off - start_off) as u64;
                 let n = (last - first) as u64;
+                // The whole group fits: its block is already framed. Otherwise (the group
+                // spans chunks) frame this part now.
+                let block = if first == 0 && last == g.ends.len() {
+                    g.take_block()
+                } else {
+                    let payload = &g.data[start_off..end_off];
+                    let stored = match self.cfg.compress {
+                        Compress::Text => None,
+                        Compress::Gzip => Some(format::gzip_block(payload)),
+                    };
+                    let stored = stored.as_deref().unwrap_or(payload);
+                    let mut block = Vec::with_capacity(format::BLOCK_HEADER + stored.len());
+                    format::frame_block(&mut block, stored);
+                    block
+                };
                 chunk.records.fetch_add(n, Ordering::Relaxed);
-                chunk
-                    .bytes
-                    .fetch_add(payload.len() as u64, Ordering::Relaxed);
-                st.total_bytes += payload.len() as u64;
+                chunk.bytes.fetch_add(bytes, Ordering::Relaxed);
+                st.total_bytes += bytes;
                 match &chunk.storage {
                     Storage::Memory(m) => {
-                        let stored = match self.cfg.compress {
-                            Compress::Text => payload.to_vec(),
-                            Compress::Gzip => format::gzip_block(payload),
-                        };
-                        format::frame_block(Arc::make_mut(&mut lock(m)), &stored);
+                        Arc::make_mut(&mut lock(m)).extend_from_slice(&block);
                     }
                     Storage::File(_) => {
                         let (tx, rx) = oneshot::channel();
                         let cmd = Cmd::Write {
                             chunk: Arc::clone(&chunk),
-                            payload: payload.to_vec(),
+                            block,
                             records: n,
+                            bytes,
                             done: tx,
                         };
                         if let Err(e) = self.send(chunk.shard, cmd) {
                             chunk.records.fetch_sub(n, Ordering::Relaxed);
-                            chunk
-                                .bytes
-                                .fetch_sub(payload.len() as u64, Ordering::Relaxed);
-                            st.total_bytes -= payload.len() as u64;
+                            chunk.bytes.fetch_sub(bytes, Ordering::Relaxed);
+                            st.total_bytes -= bytes;
                             return Err(e);
                         }
                         waits.push(rx);
@@ -545,7 +604,7 @@ impl Inner {
                     records = c.records.load(Ordering::Relaxed),
                     "dropping oldest chunk to make space after buffer overflow"
                 );
-                remove_files(&c);
+                self.remove_files(&c);
                 true
             }
             None => {
@@ -581,7 +640,7 @@ impl Inner {
     /// The chunk was delivered: remove it.
     pub(crate) fn purge(&self, chunk: &Chunk) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        remove_files(chunk);
+        self.remove_files(chunk);
         let mut st = self.lock();
         st.total_bytes = st
             .total_bytes
@@ -745,15 +804,101 @@ impl Inner {
     }
 }
 
-fn remove_files(chunk: &Chunk) {
-    if let Storage::File(fs) = &chunk.storage {
-        let fs = lock(fs);
-        for p in [&fs.data_path, &fs.meta_path] {
-            if let Err(e) = fs::remove_file(p) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(path = %p.display(), "cannot remove a delivered chunk file: {e}");
-                }
+/// The name a chunk's data file takes while the reaper removes it.
+const DELETING_SUFFIX: &str = ".deleting";
+
+/// Bytes the reaper cuts off a chunk file per step.
+pub const REMOVE_STEP: u64 = 8 << 20;
+
+/// The reaper's pause between two steps.
+pub const REMOVE_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// What the reaper thread is told.
+enum Reap {
+    /// Remove this file, a few megabytes at a time.
+    File(PathBuf),
+    /// Answer once every file sent before is removed.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// The reaper thread of a file buffer: removes delivered chunk files.
+///
+/// Removing a large file in one `unlink` frees all its blocks in one journal transaction (and,
+/// on a filesystem mounted with `discard`, discards them all at once); every fdatasync of the
+/// group commit waits behind that transaction, for tens of milliseconds. Cutting the file down
+/// [`REMOVE_STEP`] bytes at a time, with a short pause between steps, spreads the work over
+/// many small transactions, and acks never wait for it.
+fn reaper_thread(rx: mpsc::Receiver<Reap>) {
+    while let Ok(cmd) = rx.recv() {
+        match cmd {
+            Reap::File(p) => remove_gradually(&p),
+            Reap::Barrier(tx) => {
+                let _ = tx.send(());
             }
+        }
+    }
+}
+
+/// Truncates `p` step by step from its end, then removes it.
+fn remove_gradually(p: &Path) {
+    if let Ok(f) = OpenOptions::new().write(true).open(p) {
+        let mut len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        while len > REMOVE_STEP {
+            len -= REMOVE_STEP;
+            if f.set_len(len).is_err() {
+                break;
+            }
+            std::thread::sleep(REMOVE_PAUSE);
+        }
+    }
+    if let Err(e) = fs::remove_file(p) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %p.display(), "cannot remove a delivered chunk file: {e}");
+        }
+    }
+}
+
+impl Inner {
+    /// Removes a delivered or dropped chunk's files: the data file is renamed to its
+    /// `.deleting` name (it no longer counts as a chunk, here or for recovery after a crash),
+    /// the sidecar is removed, and the reaper thread removes the data file gradually.
+    fn remove_files(&self, chunk: &Chunk) {
+        let Storage::File(fs) = &chunk.storage else {
+            return;
+        };
+        let fs = lock(fs);
+        let mut doomed = fs.data_path.as_os_str().to_owned();
+        doomed.push(DELETING_SUFFIX);
+        let doomed = PathBuf::from(doomed);
+        let data = match fs::rename(&fs.data_path, &doomed) {
+            Ok(()) => Some(doomed),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                tracing::warn!(path = %fs.data_path.display(), "cannot rename a delivered chunk file for removal: {e}");
+                Some(fs.data_path.clone())
+            }
+        };
+        if let Err(e) = fs::remove_file(&fs.meta_path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %fs.meta_path.display(), "cannot remove a delivered chunk file: {e}");
+            }
+        }
+        let Some(data) = data else { return };
+        let sent = match &self.reaper {
+            Some(tx) => lock(tx).send(Reap::File(data.clone())).is_ok(),
+            None => false,
+        };
+        if !sent {
+            remove_gradually(&data);
+        }
+    }
+
+    /// Waits until the reaper has removed every file handed to it so far.
+    async fn reaper_barrier(&self) {
+        let Some(tx) = &self.reaper else { return };
+        let (done, wait) = oneshot::channel();
+        if lock(tx).send(Reap::Barrier(done)).is_ok() {
+            let _ = wait.await;
         }
     }
 }
@@ -773,7 +918,8 @@ fn commit_thread(inner: Weak<Inner>, rx: mpsc::Receiver<Cmd>) {
     }
 }
 
-type WriteReq = (Vec<u8>, u64, oneshot::Sender<Result<(), StoreError>>);
+/// A framed block, its records and uncompressed bytes, and who waits for it.
+type WriteReq = (Vec<u8>, u64, u64, oneshot::Sender<Result<(), StoreError>>);
 
 impl Inner {
     /// Commits one batch; false when told to stop.
@@ -787,12 +933,13 @@ impl Inner {
             match cmd {
                 Cmd::Write {
                     chunk,
-                    payload,
+                    block,
                     records,
+                    bytes,
                     done,
                 } => match groups.iter_mut().find(|(c, _)| Arc::ptr_eq(c, &chunk)) {
-                    Some((_, reqs)) => reqs.push((payload, records, done)),
-                    None => groups.push((chunk, vec![(payload, records, done)])),
+                    Some((_, reqs)) => reqs.push((block, records, bytes, done)),
+                    None => groups.push((chunk, vec![(block, records, bytes, done)])),
                 },
                 Cmd::Seal(c) => seals.push(c),
                 Cmd::Barrier(tx) => barriers.push(tx),
@@ -800,13 +947,13 @@ impl Inner {
             }
         }
         for (chunk, reqs) in groups {
-            let total: u64 = reqs.iter().map(|(p, _, _)| p.len() as u64).sum();
-            let records: u64 = reqs.iter().map(|(_, r, _)| *r).sum();
+            let total: u64 = reqs.iter().map(|(_, _, b, _)| *b).sum();
+            let records: u64 = reqs.iter().map(|(_, r, _, _)| *r).sum();
             let result = self.write_chunk(&chunk, &reqs);
             if result.is_err() {
                 self.unreserve(&chunk, records, total);
             }
-            for (_, _, done) in reqs {
+            for (_, _, _, done) in reqs {
                 let _ = done.send(result.clone());
             }
         }
@@ -833,8 +980,8 @@ impl Inner {
         !stop
     }
 
-    /// Writes the framed payloads of one batch to a chunk file and fdatasyncs it. On failure the
-    /// file is cut back to its committed length.
+    /// Writes the framed blocks of one batch to a chunk file, one after the other, and
+    /// fdatasyncs it once. On failure the file is cut back to its committed length.
     fn write_chunk(&self, chunk: &Chunk, reqs: &[WriteReq]) -> Result<(), StoreError> {
         let Storage::File(fs) = &chunk.storage else {
             return Ok(());
@@ -858,13 +1005,6 @@ impl Inner {
             fs.len = 0;
             fs.on_disk = true;
         }
-        let mut framed = Vec::new();
-        for (payload, _, _) in reqs {
-            match self.cfg.compress {
-                Compress::Text => format::frame_block(&mut framed, payload),
-                Compress::Gzip => format::frame_block(&mut framed, &format::gzip_block(payload)),
-            }
-        }
         let len = fs.len;
         let path = fs.data_path.clone();
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
@@ -878,17 +1018,23 @@ impl Inner {
             ));
         };
         let commit_started = std::time::Instant::now();
-        let r = file
-            .write_all_at(&framed, len)
-            .map_err(|e| StoreError::io("write", &path, &e))
-            .and_then(|()| {
-                file.sync_data()
-                    .map_err(|e| StoreError::io("fdatasync", &path, &e))
-            });
+        let mut end = len;
+        let mut r = Ok(());
+        for (block, _, _, _) in reqs {
+            if let Err(e) = file.write_all_at(block, end) {
+                r = Err(StoreError::io("write", &path, &e));
+                break;
+            }
+            end += block.len() as u64;
+        }
+        let r = r.and_then(|()| {
+            file.sync_data()
+                .map_err(|e| StoreError::io("fdatasync", &path, &e))
+        });
         self.commit_latency.observe(commit_started.elapsed());
         match r {
             Ok(()) => {
-                fs.len += framed.len() as u64;
+                fs.len = end;
                 Ok(())
             }
             Err(e) => {
@@ -959,6 +1105,12 @@ impl Buffer {
             senders.push(Mutex::new(tx));
             receivers.push(rx);
         }
+        let (reaper_tx, reaper_rx) = if layout.is_some() {
+            let (tx, rx) = mpsc::channel();
+            (Some(Mutex::new(tx)), Some(rx))
+        } else {
+            (None, None)
+        };
         let inner = Arc::new(Inner {
             name: name.to_string(),
             cfg,
@@ -967,6 +1119,7 @@ impl Buffer {
             space: Notify::new(),
             work: Notify::new(),
             shards: senders,
+            reaper: reaper_tx,
             clock: Clock::new(),
             mode: AtomicU8::new(RUNNING),
             workers: AtomicUsize::new(0),
@@ -987,6 +1140,12 @@ impl Buffer {
                 .name(format!("weir-commit-{i}"))
                 .spawn(move || commit_thread(weak, rx))
                 .map_err(|e| StoreError::io("spawn commit thread", PathBuf::new(), &e))?;
+        }
+        if let Some(rx) = reaper_rx {
+            std::thread::Builder::new()
+                .name("weir-reaper".into())
+                .spawn(move || reaper_thread(rx))
+                .map_err(|e| StoreError::io("spawn reaper thread", PathBuf::new(), &e))?;
         }
         Ok((Buffer { inner }, report))
     }
@@ -1022,12 +1181,12 @@ impl Buffer {
     /// thread. An event larger than `chunk_limit_size` is dropped with a warning, as Fluentd
     /// does. Does not block; the future does the waiting.
     pub fn append(&self, tag: &str, events: &EventBatch) -> Commit {
-        let groups = self.prepare(tag, events);
+        let mut groups = self.prepare(tag, events);
         if groups.is_empty() {
             return Commit::ready(Ok(()));
         }
         let inner = Arc::clone(&self.inner);
-        match inner.try_place(&groups) {
+        match inner.try_place(&mut groups) {
             Err(e) => Commit::ready(Err(e)),
             Ok(Placed::Waiting(waits)) => Commit(Box::pin(wait_all(inner, waits))),
             Ok(Placed::Overflow) => match inner.cfg.overflow_action {
@@ -1036,7 +1195,7 @@ impl Buffer {
                 }
                 OverflowAction::DropOldestChunk => {
                     inner.drop_oldest();
-                    match inner.try_place(&groups) {
+                    match inner.try_place(&mut groups) {
                         Ok(Placed::Waiting(waits)) => Commit(Box::pin(wait_all(inner, waits))),
                         Ok(Placed::Overflow) => {
                             Commit::ready(Err(StoreError::BufferFull(inner.name.clone())))
@@ -1049,7 +1208,7 @@ impl Buffer {
                         let notified = inner.space.notified();
                         tokio::pin!(notified);
                         notified.as_mut().enable();
-                        match inner.try_place(&groups)? {
+                        match inner.try_place(&mut groups)? {
                             Placed::Waiting(waits) => {
                                 return wait_all(Arc::clone(&inner), waits).await
                             }
@@ -1061,39 +1220,56 @@ impl Buffer {
         }
     }
 
+    /// Splits a request's events by chunk key and encodes them, each group straight into the
+    /// buffer that becomes its block, then frames every group.
     fn prepare(&self, tag: &str, events: &EventBatch) -> Vec<Group> {
         let spec = &self.inner.cfg.keys;
         let limit = self.inner.cfg.chunk_limit_size;
+        // Without record keys, an event's key depends on its second at most: events of the
+        // same second as the one before share its group, and the key (which allocates) is
+        // only computed when the second changes.
+        let by_second = spec.record_keys.is_empty();
+        let mut last: Option<(u32, usize)> = None;
+        // An entry is the record plus its array header and EventTime (at most 11 bytes).
+        let capacity = events.byte_len() + events.len() * 11;
         let mut groups: Vec<Group> = Vec::new();
-        let mut entry = Vec::new();
         for (time, record) in events.iter() {
-            entry.clear();
-            weir_proto::encode_entry(&mut entry, time, record, weir_proto::TimeFormat::EventTime);
-            if entry.len() as u64 > limit {
+            let gi = match last {
+                Some((sec, gi)) if by_second && sec == time.sec => gi,
+                _ => {
+                    let key = spec.key_of(tag, time, record);
+                    let gi = match groups.iter().position(|g| g.key == key) {
+                        Some(i) => i,
+                        None => {
+                            let cap = if groups.is_empty() { capacity } else { 0 };
+                            groups.push(Group::new(key, cap));
+                            groups.len() - 1
+                        }
+                    };
+                    last = Some((time.sec, gi));
+                    gi
+                }
+            };
+            let g = &mut groups[gi];
+            let start = g.data.len();
+            weir_proto::encode_entry(&mut g.data, time, record, weir_proto::TimeFormat::EventTime);
+            let size = g.data.len() - start;
+            if size as u64 > limit {
+                g.data.truncate(start);
                 tracing::warn!(
                     buffer = %self.inner.name,
                     tag,
-                    size = entry.len(),
+                    size,
                     chunk_limit_size = limit,
                     "a record is larger than chunk_limit_size; dropped"
                 );
                 continue;
             }
-            let key = spec.key_of(tag, time, record);
-            let gi = match groups.iter().position(|g| g.key == key) {
-                Some(i) => i,
-                None => {
-                    groups.push(Group {
-                        key,
-                        data: Vec::new(),
-                        ends: Vec::new(),
-                    });
-                    groups.len() - 1
-                }
-            };
-            let g = &mut groups[gi];
-            g.data.extend_from_slice(&entry);
             g.ends.push(g.data.len());
+        }
+        groups.retain(|g| !g.ends.is_empty());
+        for g in &mut groups {
+            g.frame(self.inner.cfg.compress);
         }
         groups
     }
@@ -1135,6 +1311,9 @@ impl Buffer {
         for shard in 0..inner.shards.len() {
             let _ = inner.send(shard, Cmd::Stop);
         }
+        // Delivered chunk files are gone before shutdown returns (otherwise the next start
+        // removes what is left of them).
+        inner.reaper_barrier().await;
         if inner.layout.is_none() {
             let st = inner.lock();
             let chunks = st.staged.len() + st.queue.len();
@@ -1149,10 +1328,11 @@ impl Buffer {
         }
     }
 
-    /// Waits until everything sent to the commit threads so far is committed (for tests and
-    /// orderly shutdowns).
+    /// Waits until everything sent to the commit threads so far is committed, and every
+    /// delivered chunk's files are removed (for tests and orderly shutdowns).
     pub async fn sync(&self) {
         self.inner.barrier().await;
+        self.inner.reaper_barrier().await;
     }
 }
 
@@ -1195,6 +1375,12 @@ impl Inner {
             } else if name.ends_with(".meta.tmp") && name.starts_with(&layout.prefix) {
                 // An unfinished sidecar rewrite: the rename never happened, so the old sidecar
                 // (or none, for a chunk that never took a write) is the real one.
+                let _ = fs::remove_file(e.path());
+            } else if name
+                .strip_suffix(DELETING_SUFFIX)
+                .is_some_and(|n| layout.parse_data(n).is_some())
+            {
+                // A delivered chunk whose removal a stop interrupted.
                 let _ = fs::remove_file(e.path());
             }
         }
