@@ -174,6 +174,76 @@ impl<'c> Formatted<'c> {
     }
 }
 
+/// Written bytes are handed to the disk (`sync_file_range`) every this many bytes while a
+/// chunk is written, instead of all at the final fsync.
+pub const WRITE_BEHIND_STEP: u64 = 1 << 20;
+
+/// How far behind the newest write the writer waits for the disk: at most this many bytes of
+/// a chunk's file are dirty or in flight at once.
+pub const WRITE_BEHIND_LAG: u64 = 8 << 20;
+
+/// Starts writeback of what was written and waits for what lies more than
+/// [`WRITE_BEHIND_LAG`] behind, so that a large chunk reaches the disk steadily while it is
+/// written, and the final fsync has little left to do.
+///
+/// Why: on ext4 (`data=ordered`), a file's dirty pages are allocated and written when it is
+/// synced, in the same journal commit that the buffer's group commit waits for. Hundreds of
+/// megabytes of formatted output synced at once stall every ack behind them; a few megabytes
+/// at a time do not. This is only a hint to the kernel: durability still comes from the fsync
+/// at the end, and errors here are ignored (that fsync reports them).
+#[derive(Debug, Default)]
+struct WriteBehind {
+    /// Offset up to which writeback has been started.
+    started: u64,
+    /// Offset up to which writeback has been waited for.
+    waited: u64,
+}
+
+impl WriteBehind {
+    fn at(offset: u64) -> Self {
+        WriteBehind {
+            started: offset,
+            waited: offset,
+        }
+    }
+
+    /// Called after the file was written up to `end`.
+    fn advance(&mut self, file: &File, end: u64) {
+        if end < self.started.saturating_add(WRITE_BEHIND_STEP) {
+            return;
+        }
+        sync_range(file, self.started, end - self.started, false);
+        self.started = end;
+        let target = end.saturating_sub(WRITE_BEHIND_LAG);
+        if target > self.waited {
+            sync_range(file, self.waited, target - self.waited, true);
+            self.waited = target;
+        }
+    }
+}
+
+/// `sync_file_range(2)`: starts writeback of a range (and, with `wait`, waits for it). A hint;
+/// failures are ignored.
+#[cfg(target_os = "linux")]
+fn sync_range(file: &File, offset: u64, len: u64, wait: bool) {
+    use std::os::fd::AsRawFd;
+    let flags = if wait {
+        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER
+    } else {
+        libc::SYNC_FILE_RANGE_WRITE
+    };
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: a plain syscall on an open descriptor; no memory is passed.
+    let _ = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, flags) };
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sync_range(_file: &File, _offset: u64, _len: u64, _wait: bool) {}
+
 /// A file being written, honouring the crash hook. After any failure it refuses every later
 /// write, so that nothing (a gzip trailer on drop, say) lands after the failure point.
 struct Hooked<'f> {
@@ -184,6 +254,9 @@ struct Hooked<'f> {
     stopped: bool,
     /// The failure that stopped the writes, until taken.
     error: Option<FileOutputError>,
+    /// The file offset the next write lands at.
+    pos: u64,
+    behind: WriteBehind,
 }
 
 impl Hooked<'_> {
@@ -224,7 +297,11 @@ impl Write for Hooked<'_> {
                 .store(budget - data.len() as u64, Ordering::SeqCst);
         }
         match self.file.write_all(data) {
-            Ok(()) => Ok(data.len()),
+            Ok(()) => {
+                self.pos += data.len() as u64;
+                self.behind.advance(self.file, self.pos);
+                Ok(data.len())
+            }
             Err(e) => Err(self.refuse(io_err("write", self.path, e))),
         }
     }
@@ -457,12 +534,15 @@ impl FileOutput {
         if body.is_empty() {
             return f.sync_all().map_err(|e| io_err("fsync", path, e));
         }
+        let pos = f.stream_position().map_err(|e| io_err("seek", path, e))?;
         let hooked = Hooked {
             out: self,
             file: f,
             path,
             stopped: false,
             error: None,
+            pos,
+            behind: WriteBehind::at(pos),
         };
         let mut sink = if self.cfg.gzip {
             Sink::Gzip(GzEncoder::new(hooked, Compression::default()))
@@ -812,5 +892,41 @@ mod relative_tests {
             relative_path(Path::new("/a/b/c"), Path::new("/x/y.log")),
             PathBuf::from("../../../x/y.log")
         );
+    }
+}
+
+#[cfg(test)]
+mod write_behind_tests {
+    use super::*;
+
+    /// Writeback is started once a step's worth is written and waited for only past the lag;
+    /// the data written through it is untouched.
+    #[test]
+    fn write_behind_starts_every_step_and_waits_behind_the_lag() {
+        let dir = std::env::temp_dir().join(format!("weir-write-behind-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("f");
+        let mut f = File::create(&path).expect("create");
+        let piece = vec![7u8; 256 * 1024];
+        let mut wb = WriteBehind::at(0);
+        let mut end = 0u64;
+        let mut starts = Vec::new();
+        while end < 12 << 20 {
+            f.write_all(&piece).expect("write");
+            end += piece.len() as u64;
+            let before = wb.started;
+            wb.advance(&f, end);
+            if wb.started != before {
+                starts.push(wb.started);
+            }
+            assert!(end - wb.started < WRITE_BEHIND_STEP);
+            assert_eq!(wb.waited, wb.started.saturating_sub(WRITE_BEHIND_LAG));
+        }
+        assert_eq!(starts.len() as u64, end / WRITE_BEHIND_STEP);
+        f.sync_all().expect("fsync");
+        let back = fs::read(&path).expect("read");
+        assert_eq!(back.len() as u64, end);
+        assert!(back.iter().all(|&b| b == 7));
+        let _ = fs::remove_dir_all(&dir);
     }
 }
