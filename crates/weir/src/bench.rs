@@ -169,9 +169,13 @@ async fn one_connection(
 ) -> anyhow::Result<Vec<Duration>> {
     let conn = Connection::open(&args.connect).await?;
     let (mut writer, mut reader) = conn.split();
-    let (sent_tx, mut sent_rx) =
-        tokio::sync::mpsc::channel::<(bytes::Bytes, Instant)>(args.inflight.max(1));
+    // Exactly `inflight` requests may wait for their acks at once: a permit is taken before a
+    // request is written and given back when its ack arrives.
+    let inflight = args.inflight.max(1);
+    let permits = Arc::new(tokio::sync::Semaphore::new(inflight));
+    let (sent_tx, mut sent_rx) = tokio::sync::mpsc::channel::<(bytes::Bytes, Instant)>(inflight);
     let ack = args.ack;
+    let ack_permits = Arc::clone(&permits);
     let acks = tokio::spawn(async move {
         let mut latencies = Vec::new();
         while let Some((chunk, at)) = sent_rx.recv().await {
@@ -180,6 +184,7 @@ async fn one_connection(
                 bail!("acks arrived out of order");
             }
             latencies.push(at.elapsed());
+            ack_permits.add_permits(1);
         }
         anyhow::Ok(latencies)
     });
@@ -195,9 +200,15 @@ async fn one_connection(
             ..EncodeOptions::default()
         };
         let request = encode_requests(args.mode, &args.tag, &entries, &opts);
+        if ack {
+            // Waits here while `inflight` requests are outstanding.
+            match permits.acquire().await {
+                Ok(p) => p.forget(),
+                Err(_) => break,
+            }
+        }
         writer.write_all(&request).await?;
         if let Some(chunk) = chunk {
-            // Waits here when `inflight` requests are already outstanding.
             if sent_tx.send((chunk, Instant::now())).await.is_err() {
                 break;
             }
