@@ -112,6 +112,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 async fn serve(root: Element, plan: Plan, args: RunArgs) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{signal, SignalKind};
 
+    // The handlers go in before any port is bound: a signal that arrives while weir starts
+    // (once a client can see the port) waits for the loop below instead of killing the
+    // process with the default action.
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut usr1 = signal(SignalKind::user_defined1()).context("installing the SIGUSR1 handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let shutdown = CancellationToken::new();
     // The admin endpoints bind first: a port in use stops start-up before any buffer opens.
     let mut admin = Vec::new();
@@ -153,10 +160,6 @@ async fn serve(root: Element, plan: Plan, args: RunArgs) -> anyhow::Result<ExitC
             admin_stop.clone(),
         )));
     }
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut usr1 = signal(SignalKind::user_defined1()).context("installing the SIGUSR1 handler")?;
-    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let signals = {
         let sup = Arc::clone(&sup);
         let stopped = sup.shutdown_token();
