@@ -431,8 +431,10 @@ where
         match pending.accepted.wait().await {
             Ok(()) => {
                 if let Some(chunk) = pending.chunk {
-                    wr.write_all(&encode_ack(&chunk)).await?;
+                    // Counted first: the peer may read the ack (and ask the metrics) before
+                    // this task runs again.
                     ForwardStats::add(&stats.acks_sent, 1);
+                    wr.write_all(&encode_ack(&chunk)).await?;
                     unflushed = true;
                 }
             }
