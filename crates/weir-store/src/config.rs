@@ -185,6 +185,12 @@ pub struct BufferConfig {
     pub retry: RetryParams,
     /// Number of group-commit threads (weir's own knob, not a Fluentd parameter; 1).
     pub commit_shards: usize,
+    /// Store each event's tag with it: entries become `[time, record, tag]` instead of
+    /// `[time, record]` (see [`crate::format`]). Not a Fluentd parameter: an output sets it
+    /// when what it writes for an event carries the tag and `tag` is not a chunk key, so that
+    /// one chunk can hold the events of many tags, as a Fluentd chunk holds them formatted.
+    /// Readers accept both kinds of entry whatever this says (false).
+    pub keep_tags: bool,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -245,6 +251,7 @@ impl BufferConfig {
                 secondary_threshold: 0.8,
             },
             commit_shards: 1,
+            keep_tags: false,
         }
     }
 

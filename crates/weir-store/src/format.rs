@@ -2,9 +2,23 @@
 //!
 //! A block is `len: u32 LE | crc: u32 LE | payload[len]`, where `crc` is the CRC-32C
 //! (Castagnoli) of the four `len` bytes followed by the payload, so a damaged length is caught
-//! as surely as a damaged payload. The payload is msgpack `[time, record]` entries (time as the
-//! EventTime ext), gzip-compressed as one gzip member per block when the buffer has
-//! `compress gzip`. A chunk file is nothing but blocks, back to back.
+//! as surely as a damaged payload. The payload is msgpack entries back to back, gzip-compressed
+//! as one gzip member per block when the buffer has `compress gzip`. A chunk file is nothing
+//! but blocks, back to back.
+//!
+//! An entry is one of:
+//!
+//! * `[time, record]` (a two-element array): the time as the EventTime ext (nil reads as
+//!   zero) and the record, one msgpack map. The event's tag is the chunk key's tag when `tag`
+//!   is a chunk key, and unknown otherwise. A payload of these entries is a PackedForward
+//!   blob. This is what a buffer writes by default.
+//! * `[time, record, tag]` (a three-element array): the same, followed by the tag the event
+//!   was appended under, a msgpack `str` of UTF-8. A buffer writes these when
+//!   [`crate::BufferConfig::keep_tags`] is set (by an output that writes each event's tag
+//!   while `tag` is not a chunk key).
+//!
+//! Readers accept both kinds, mixed in one chunk and even in one block (a chunk written before
+//! a restart whose configuration changed keeps its older entries).
 
 use std::io::Read;
 
@@ -101,21 +115,49 @@ pub fn gunzip_block(payload: &[u8], limit: usize) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Counts the `[time, record]` entries of an uncompressed payload, checking that it is a
-/// sequence of complete two-element arrays.
+/// Counts the entries of an uncompressed payload, checking that it is a sequence of complete
+/// `[time, record]` or `[time, record, tag]` arrays.
 pub fn count_entries(payload: &[u8]) -> Result<u64, String> {
     let mut pos = 0;
     let mut n = 0u64;
     while pos < payload.len() {
         match weir_proto::msgpack::read_header(payload, pos) {
-            Ok((weir_proto::msgpack::Header::Array(2), _)) => {}
-            Ok(_) => return Err(format!("entry at offset {pos} is not [time, record]")),
+            Ok((weir_proto::msgpack::Header::Array(2 | 3), _)) => {}
+            Ok(_) => {
+                return Err(format!(
+                    "entry at offset {pos} is not [time, record] or [time, record, tag]"
+                ))
+            }
             Err(e) => return Err(e.to_string()),
         }
         pos = weir_proto::msgpack::skip_value(payload, pos).map_err(|e| e.to_string())?;
         n += 1;
     }
     Ok(n)
+}
+
+/// The msgpack `str` header of a string of `len` bytes (the smallest form), in a stack
+/// buffer: the header is the first `.1` bytes. The tag of a `[time, record, tag]` entry is
+/// written as this header followed by its bytes.
+pub(crate) fn str_header(len: usize) -> ([u8; 5], usize) {
+    let mut h = [0u8; 5];
+    let n = if len < 32 {
+        h[0] = 0xa0 | len as u8;
+        1
+    } else if len <= 0xff {
+        h[0] = 0xd9;
+        h[1] = len as u8;
+        2
+    } else if len <= 0xffff {
+        h[0] = 0xda;
+        h[1..3].copy_from_slice(&(len as u16).to_be_bytes());
+        3
+    } else {
+        h[0] = 0xdb;
+        h[1..5].copy_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+        5
+    };
+    (h, n)
 }
 
 /// The sidecar of a chunk (`<name>.meta` beside the data file): JSON, replaced atomically
@@ -194,6 +236,48 @@ mod tests {
             seal_block(&mut sealed);
             assert_eq!(sealed, framed);
         }
+    }
+
+    #[test]
+    fn str_header_is_the_smallest_msgpack_str_header() {
+        for len in [0, 1, 31, 32, 255, 256, 65_535, 65_536, 1 << 20] {
+            let mut want = Vec::new();
+            weir_proto::msgpack::write_str_len(&mut want, len);
+            let (h, n) = str_header(len);
+            assert_eq!(&h[..n], &want[..], "len {len}");
+        }
+    }
+
+    fn entry(out: &mut Vec<u8>, sec: u32, tag: Option<&str>) {
+        let record = [0x81, 0xa1, b'a', 0x01]; // {"a": 1}
+        let start = out.len();
+        weir_proto::encode_entry(
+            out,
+            weir_proto::EventTime::new(sec, 0),
+            &record,
+            weir_proto::TimeFormat::EventTime,
+        );
+        if let Some(t) = tag {
+            out[start] = 0x93;
+            weir_proto::msgpack::write_str(out, t.as_bytes());
+        }
+    }
+
+    #[test]
+    fn counts_two_and_three_element_entries_mixed() {
+        let mut p = Vec::new();
+        entry(&mut p, 1, None);
+        entry(&mut p, 2, Some("app.a"));
+        entry(&mut p, 3, Some(&"x".repeat(300)));
+        entry(&mut p, 4, None);
+        assert_eq!(count_entries(&p), Ok(4));
+        // A cut entry, or an array of another length, is refused.
+        assert!(count_entries(&p[..p.len() - 1]).is_err());
+        let mut four = p.clone();
+        four.extend_from_slice(&[0x94, 0xc0, 0x80, 0xa0, 0xc0]);
+        assert!(count_entries(&four)
+            .unwrap_err()
+            .contains("is not [time, record]"));
     }
 
     #[test]

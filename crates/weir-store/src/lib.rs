@@ -35,6 +35,6 @@ pub use config::{
 pub use error::{StoreError, WriteError};
 pub use flush::{spawn_flusher, ChunkSink};
 pub use key::{ChunkKey, ChunkKeySpec, RecordKey, TimekeyZone};
-pub use read::{ChunkEvents, ChunkReader};
+pub use read::{ChunkEvents, ChunkReader, TaggedEvent};
 pub use retry::{RetryParams, RetryState};
 pub use store::{Buffer, BufferStats, BufferUsage, ChunkRef, Commit, RecoveryReport};

@@ -47,18 +47,64 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// Parses one `[time, record]` entry at `pos`: the time (nil reads as zero) and the byte
-/// range of the record, whose end is where the next entry starts.
-pub(crate) fn parse_entry(buf: &[u8], pos: usize) -> Result<(EventTime, Range<usize>), String> {
-    match weir_proto::msgpack::read_header(buf, pos) {
-        Ok((weir_proto::msgpack::Header::Array(2), p)) => {
-            let (t, p2) = weir_proto::read_time(buf, p).map_err(|e| e.to_string())?;
-            let end = weir_proto::msgpack::skip_value(buf, p2).map_err(|e| e.to_string())?;
-            Ok((t.unwrap_or_default(), p2..end))
+/// One entry of a block, as [`parse_entry`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    /// The event time (nil reads as zero).
+    pub(crate) time: EventTime,
+    /// The byte range of the record (one msgpack map).
+    pub(crate) record: Range<usize>,
+    /// The byte range of the tag's UTF-8 bytes, in a `[time, record, tag]` entry.
+    pub(crate) tag: Option<Range<usize>>,
+    /// Where the next entry starts.
+    pub(crate) end: usize,
+}
+
+/// Parses one entry at `pos`: `[time, record]`, or `[time, record, tag]` with the tag a msgpack
+/// `str` holding UTF-8 (see [`crate::format`]).
+pub(crate) fn parse_entry(buf: &[u8], pos: usize) -> Result<Entry, String> {
+    let (tagged, p) = match weir_proto::msgpack::read_header(buf, pos) {
+        Ok((weir_proto::msgpack::Header::Array(2), p)) => (false, p),
+        Ok((weir_proto::msgpack::Header::Array(3), p)) => (true, p),
+        Ok(_) => {
+            return Err(format!(
+                "entry at offset {pos} is not [time, record] or [time, record, tag]"
+            ))
         }
-        Ok(_) => Err(format!("entry at offset {pos} is not [time, record]")),
-        Err(e) => Err(e.to_string()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let (t, p2) = weir_proto::read_time(buf, p).map_err(|e| e.to_string())?;
+    let end = weir_proto::msgpack::skip_value(buf, p2).map_err(|e| e.to_string())?;
+    let record = p2..end;
+    if !tagged {
+        return Ok(Entry {
+            time: t.unwrap_or_default(),
+            record,
+            tag: None,
+            end,
+        });
     }
+    let (len, start) = match weir_proto::msgpack::read_header(buf, end) {
+        Ok((weir_proto::msgpack::Header::Str(n), s)) => (n as usize, s),
+        Ok(_) => {
+            return Err(format!(
+                "the tag of the entry at offset {pos} is not a string"
+            ))
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let tag = start..start + len;
+    match buf.get(tag.clone()) {
+        Some(b) if std::str::from_utf8(b).is_ok() => {}
+        Some(_) => return Err(format!("the tag of the entry at offset {pos} is not UTF-8")),
+        None => return Err(format!("the tag of the entry at offset {pos} is truncated")),
+    }
+    Ok(Entry {
+        time: t.unwrap_or_default(),
+        record,
+        end: tag.end,
+        tag: Some(tag),
+    })
 }
 
 /// Reads a chunk's blocks one at a time, checking each block's CRC and gunzipping it with
@@ -219,8 +265,8 @@ impl<'a> ChunkReader<'a> {
         &self.stored
     }
 
-    /// Reads the next block and returns its uncompressed payload: msgpack `[time, record]`
-    /// entries back to back. `None` at the end of the chunk.
+    /// Reads the next block and returns its uncompressed payload: msgpack entries back to back
+    /// (`[time, record]`, or `[time, record, tag]` with [`crate::BufferConfig::keep_tags`]). `None` at the end of the chunk.
     pub fn next_block(&mut self) -> Result<Option<&[u8]>, StoreError> {
         Ok(if self.advance()? {
             Some(self.block())
@@ -245,6 +291,10 @@ impl<'a> ChunkReader<'a> {
         self.offset
     }
 }
+
+/// An event with the tag stored with it: time, record (one msgpack map), and the tag when
+/// the entry has one (see [`ChunkEvents::next_tagged_event`]).
+pub type TaggedEvent<'a> = (EventTime, &'a [u8], Option<&'a str>);
 
 /// The events of a chunk in order, read one block at a time (see [`ChunkReader`]).
 ///
@@ -281,6 +331,18 @@ impl<'a> ChunkEvents<'a> {
     /// An entry that does not decode is an error (kept as the chunk's
     /// [`ChunkRef::read_error`]).
     pub fn next_event(&mut self) -> Result<Option<(EventTime, &[u8])>, StoreError> {
+        Ok(self
+            .next_tagged_event()?
+            .map(|(time, record, _)| (time, record)))
+    }
+
+    /// The next event with its own tag: the time, the record (one msgpack map) and the tag the
+    /// event was appended under when the buffer stores tags ([`crate::BufferConfig::keep_tags`]);
+    /// `None` as the tag for an entry stored without one (the chunk key's tag, if any, is then
+    /// the event's tag). `None` after the last event. Errors as [`ChunkEvents::next_event`].
+    pub fn next_tagged_event(
+        &mut self,
+    ) -> Result<Option<TaggedEvent<'_>>, StoreError> {
         while self.pos >= self.reader.block().len() {
             if !self.reader.advance()? {
                 return Ok(None);
@@ -289,10 +351,13 @@ impl<'a> ChunkEvents<'a> {
         }
         let parsed = parse_entry(self.reader.block(), self.pos);
         match parsed {
-            Ok((time, range)) => {
-                self.pos = range.end;
+            Ok(entry) => {
+                self.pos = entry.end;
                 self.events += 1;
-                Ok(Some((time, &self.reader.block()[range])))
+                let block = self.reader.block();
+                // parse_entry checked that the tag is UTF-8.
+                let tag = entry.tag.and_then(|r| std::str::from_utf8(&block[r]).ok());
+                Ok(Some((entry.time, &block[entry.record], tag)))
             }
             Err(m) => {
                 let e = StoreError::Corrupt {
@@ -309,5 +374,60 @@ impl<'a> ChunkEvents<'a> {
     /// Events returned so far.
     pub fn count(&self) -> u64 {
         self.events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[time, {"a": 1}]`, or `[time, {"a": 1}, tag]` with the tag's bytes as given.
+    fn entry(sec: u32, tag: Option<&[u8]>) -> Vec<u8> {
+        let mut out = Vec::new();
+        weir_proto::encode_entry(
+            &mut out,
+            EventTime::new(sec, 7),
+            &[0x81, 0xa1, b'a', 0x01],
+            weir_proto::TimeFormat::EventTime,
+        );
+        if let Some(t) = tag {
+            out[0] = 0x93;
+            weir_proto::msgpack::write_str(&mut out, t);
+        }
+        out
+    }
+
+    #[test]
+    fn parses_both_kinds_of_entry() {
+        let mut buf = entry(5, None);
+        let second = buf.len();
+        buf.extend(entry(6, Some("app.web".as_bytes())));
+        let e = parse_entry(&buf, 0).expect("two elements");
+        assert_eq!((e.time, e.tag, e.end), (EventTime::new(5, 7), None, second));
+        assert_eq!(&buf[e.record], &[0x81, 0xa1, b'a', 0x01]);
+        let e = parse_entry(&buf, second).expect("three elements");
+        assert_eq!(e.time, EventTime::new(6, 7));
+        assert_eq!(&buf[e.record], &[0x81, 0xa1, b'a', 0x01]);
+        assert_eq!(e.tag.map(|r| &buf[r]), Some("app.web".as_bytes()));
+        assert_eq!(e.end, buf.len());
+    }
+
+    #[test]
+    fn refuses_a_bad_tag() {
+        // Not a string.
+        let mut b = entry(1, None);
+        b[0] = 0x93;
+        b.push(0x01);
+        assert!(parse_entry(&b, 0).unwrap_err().contains("not a string"));
+        // Not UTF-8.
+        let b = entry(1, Some(&[0xff, 0xfe]));
+        assert!(parse_entry(&b, 0).unwrap_err().contains("not UTF-8"));
+        // Cut short.
+        let b = entry(1, Some(b"app.web"));
+        assert!(parse_entry(&b[..b.len() - 2], 0).is_err());
+        // A missing third element.
+        let mut b = entry(1, None);
+        b[0] = 0x93;
+        assert!(parse_entry(&b, 0).is_err());
     }
 }

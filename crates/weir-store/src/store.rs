@@ -249,7 +249,7 @@ impl Future for Commit {
     }
 }
 
-/// Events of one append for one chunk key, already encoded as `[time, record]` entries.
+/// Events of one append for one chunk key, already encoded as entries (see [`crate::format`]).
 ///
 /// `data` starts with [`format::BLOCK_HEADER`] bytes of room, so that the whole group becomes
 /// one framed block in place ([`Group::frame`]) and goes to the commit thread without a copy.
@@ -1230,8 +1230,19 @@ impl Buffer {
         // only computed when the second changes.
         let by_second = spec.record_keys.is_empty();
         let mut last: Option<(u32, usize)> = None;
-        // An entry is the record plus its array header and EventTime (at most 11 bytes).
-        let capacity = events.byte_len() + events.len() * 11;
+        // With `keep_tags`, every entry ends with the tag: its msgpack str header, made once
+        // here on the stack, and its bytes.
+        let keep_tags = self.inner.cfg.keep_tags;
+        let (header, header_len) = format::str_header(tag.len());
+        let tag_header = &header[..header_len];
+        // An entry is the record plus its array header and EventTime (at most 11 bytes), and
+        // the tag when kept.
+        let per_entry = if keep_tags {
+            11 + tag_header.len() + tag.len()
+        } else {
+            11
+        };
+        let capacity = events.byte_len() + events.len() * per_entry;
         let mut groups: Vec<Group> = Vec::new();
         for (time, record) in events.iter() {
             let gi = match last {
@@ -1253,6 +1264,12 @@ impl Buffer {
             let g = &mut groups[gi];
             let start = g.data.len();
             weir_proto::encode_entry(&mut g.data, time, record, weir_proto::TimeFormat::EventTime);
+            if keep_tags {
+                // `[time, record]` becomes `[time, record, tag]`: fixarray 3, then the tag.
+                g.data[start] = 0x93;
+                g.data.extend_from_slice(tag_header);
+                g.data.extend_from_slice(tag.as_bytes());
+            }
             let size = g.data.len() - start;
             if size as u64 > limit {
                 g.data.truncate(start);
@@ -1737,7 +1754,8 @@ impl ChunkRef {
     }
 
     /// The events as one packed blob: msgpack `[time, record]` entries back to back (the
-    /// forward protocol's PackedForward entries), uncompressed.
+    /// forward protocol's PackedForward entries), uncompressed; `[time, record, tag]` entries
+    /// with [`BufferConfig::keep_tags`] (see [`crate::format`]).
     ///
     /// Loads the **whole chunk** into memory on first use (blocking I/O for a file buffer);
     /// writers should prefer [`ChunkRef::reader`] / [`ChunkRef::event_reader`]. Empty if the
@@ -1773,9 +1791,9 @@ impl ChunkRef {
                 return None;
             }
             match crate::read::parse_entry(buf, pos) {
-                Ok((t, range)) => {
-                    pos = range.end;
-                    Some((t, &buf[range]))
+                Ok(entry) => {
+                    pos = entry.end;
+                    Some((entry.time, &buf[entry.record]))
                 }
                 Err(m) => {
                     self.note_read_error(&StoreError::Corrupt {
