@@ -435,6 +435,18 @@ impl BufferConfig {
                 cfg.flush_thread_count = v as usize;
             }
         }
+        if let Some(v) = get!(s.integer("commit_shards")) {
+            if memory {
+                errors.push(s.error(
+                    Some("commit_shards"),
+                    "applies to file buffers only (a memory buffer has no commit thread)",
+                ));
+            } else if !(1..=64).contains(&v) {
+                errors.push(s.error(Some("commit_shards"), "must be between 1 and 64"));
+            } else {
+                cfg.commit_shards = v as usize;
+            }
+        }
         if let Some(v) = get!(s.duration("flush_thread_interval")) {
             cfg.flush_thread_interval = v.max(Duration::from_millis(10));
         }

@@ -144,7 +144,8 @@ enum Cmd {
 
 #[derive(Default)]
 struct State {
-    staged: HashMap<ChunkKey, Arc<Chunk>>,
+    /// The chunk taking events, per chunk key and commit shard.
+    staged: HashMap<(ChunkKey, usize), Arc<Chunk>>,
     queue: VecDeque<Arc<Chunk>>,
     total_bytes: u64,
     closing: bool,
@@ -415,11 +416,25 @@ impl Inner {
             .map_err(|_| StoreError::CommitThreadGone(self.name.clone()))
     }
 
-    fn new_chunk(&self, key: ChunkKey) -> Arc<Chunk> {
+    /// The commit shard an append goes to: with one shard (or none), 0. With several, chosen
+    /// by the calling tokio task, so that every append from one task (one forward connection)
+    /// goes to the same shard, and so to the same chunks, in order.
+    fn pick_shard(&self) -> usize {
+        let n = self.shards.len();
+        if n <= 1 {
+            return 0;
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        match tokio::task::try_id() {
+            Some(id) => std::hash::Hash::hash(&id, &mut h),
+            None => std::hash::Hash::hash(&std::thread::current().id(), &mut h),
+        }
+        (std::hash::Hasher::finish(&h) % n as u64) as usize
+    }
+
+    fn new_chunk(&self, key: ChunkKey, shard: usize) -> Arc<Chunk> {
         let created = self.clock.now();
         let id = new_id(created);
-        let shard =
-            (u64::from_str_radix(&id[16..32], 16).unwrap_or(0) as usize) % self.shards.len().max(1);
         let storage = match &self.layout {
             None => Storage::Memory(Mutex::new(Arc::new(Vec::new()))),
             Some(l) => Storage::File(Mutex::new(FileState {
@@ -446,12 +461,9 @@ impl Inner {
     /// Takes a staged chunk out of the stage and queues it (memory) or asks its commit thread
     /// to (file), after the writes already sent to it.
     fn seal_locked(&self, st: &mut State, chunk: Arc<Chunk>) {
-        if st
-            .staged
-            .get(&chunk.key)
-            .is_some_and(|c| Arc::ptr_eq(c, &chunk))
-        {
-            st.staged.remove(&chunk.key);
+        let at = (chunk.key.clone(), chunk.shard);
+        if st.staged.get(&at).is_some_and(|c| Arc::ptr_eq(c, &chunk)) {
+            st.staged.remove(&at);
         }
         match &chunk.storage {
             Storage::Memory(_) => {
@@ -482,7 +494,7 @@ impl Inner {
     }
 
     /// Places the groups into chunks, reserving their space, and sends the writes.
-    fn try_place(&self, groups: &mut [Group]) -> Result<Placed, StoreError> {
+    fn try_place(&self, groups: &mut [Group], shard: usize) -> Result<Placed, StoreError> {
         let mut st = self.lock();
         if st.closing {
             return Err(StoreError::ShuttingDown(self.name.clone()));
@@ -494,11 +506,12 @@ impl Inner {
         for g in groups {
             let mut first = 0usize;
             while first < g.ends.len() {
-                let chunk = match st.staged.get(&g.key) {
+                let at = (g.key.clone(), shard);
+                let chunk = match st.staged.get(&at) {
                     Some(c) => Arc::clone(c),
                     None => {
-                        let c = self.new_chunk(g.key.clone());
-                        st.staged.insert(g.key.clone(), Arc::clone(&c));
+                        let c = self.new_chunk(g.key.clone(), shard);
+                        st.staged.insert(at, Arc::clone(&c));
                         c
                     }
                 };
@@ -1185,8 +1198,9 @@ impl Buffer {
         if groups.is_empty() {
             return Commit::ready(Ok(()));
         }
+        let shard = self.inner.pick_shard();
         let inner = Arc::clone(&self.inner);
-        match inner.try_place(&mut groups) {
+        match inner.try_place(&mut groups, shard) {
             Err(e) => Commit::ready(Err(e)),
             Ok(Placed::Waiting(waits)) => Commit(Box::pin(wait_all(inner, waits))),
             Ok(Placed::Overflow) => match inner.cfg.overflow_action {
@@ -1195,7 +1209,7 @@ impl Buffer {
                 }
                 OverflowAction::DropOldestChunk => {
                     inner.drop_oldest();
-                    match inner.try_place(&mut groups) {
+                    match inner.try_place(&mut groups, shard) {
                         Ok(Placed::Waiting(waits)) => Commit(Box::pin(wait_all(inner, waits))),
                         Ok(Placed::Overflow) => {
                             Commit::ready(Err(StoreError::BufferFull(inner.name.clone())))
@@ -1208,7 +1222,7 @@ impl Buffer {
                         let notified = inner.space.notified();
                         tokio::pin!(notified);
                         notified.as_mut().enable();
-                        match inner.try_place(&mut groups)? {
+                        match inner.try_place(&mut groups, shard)? {
                             Placed::Waiting(waits) => {
                                 return wait_all(Arc::clone(&inner), waits).await
                             }
@@ -1563,8 +1577,8 @@ impl Inner {
             st.total_bytes += c.bytes.load(Ordering::Relaxed);
             st.queue.push_back(c);
         }
-        // Staged chunks reopen for appends; a second one with the same key (not normally
-        // possible) is queued instead.
+        // Staged chunks reopen for appends (each on the shard its id gives); a second one with
+        // the same key and shard is queued instead.
         for c in staged {
             st.total_bytes += c.bytes.load(Ordering::Relaxed);
             if let Storage::File(fs) = &c.storage {
@@ -1574,8 +1588,9 @@ impl Inner {
                     Err(e) => return Err(StoreError::io("open", &fs.data_path, &e)),
                 }
             }
-            if let Some(old) = st.staged.insert(c.key.clone(), Arc::clone(&c)) {
-                st.staged.insert(c.key.clone(), Arc::clone(&old));
+            let at = (c.key.clone(), c.shard);
+            if let Some(old) = st.staged.insert(at.clone(), Arc::clone(&c)) {
+                st.staged.insert(at, Arc::clone(&old));
                 let newer = c;
                 // Queue the newer duplicate right away on the same thread: rename it.
                 drop(st);

@@ -506,3 +506,26 @@ async fn gzip_chunks_round_trip_and_are_multi_member_gzip() {
     assert!(!gz.0.lock().expect("lock").is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn commit_shards_is_checked() {
+    let c = parse("<buffer>\n@type file\npath /tmp/x\ncommit_shards 4\n</buffer>\n").expect("ok");
+    assert_eq!(c.commit_shards, 4);
+    assert_eq!(
+        parse("<buffer>\n@type file\npath /tmp/x\n</buffer>\n")
+            .expect("ok")
+            .commit_shards,
+        1
+    );
+    for bad in [
+        "<buffer>\n@type file\npath /tmp/x\ncommit_shards 0\n</buffer>\n",
+        "<buffer>\n@type file\npath /tmp/x\ncommit_shards 65\n</buffer>\n",
+        "<buffer>\n@type memory\ncommit_shards 2\n</buffer>\n",
+    ] {
+        let errs = parse(bad).expect_err(bad);
+        assert!(
+            errs.iter().any(|e| e.to_string().contains("commit_shards")),
+            "{errs:?}"
+        );
+    }
+}
