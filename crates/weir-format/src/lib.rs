@@ -62,3 +62,27 @@ pub trait Formatter: Send + Sync {
         r
     }
 }
+
+/// True when what `formatter` (after `inject`) writes for an event depends on its tag: one
+/// record formatted under two tags differs. Outputs use it to know whether their buffer must
+/// keep each event's tag.
+pub fn writes_tag(formatter: &dyn Formatter, inject: Option<&Inject>) -> bool {
+    let record: &[u8] = &[0x81, 0xa1, b'a', 0x01]; // {"a": 1}
+    let time = EventTime::new(1_293_974_055, 0);
+    let line = |tag: &str| {
+        let mut rec = Vec::new();
+        let r: &[u8] = match inject {
+            Some(i) => {
+                if i.apply(tag, time, record, &mut rec).is_err() {
+                    return Vec::new();
+                }
+                &rec
+            }
+            None => record,
+        };
+        let mut out = Vec::new();
+        let _ = formatter.format(tag, time, r, &mut out);
+        out
+    };
+    line("weir.probe.a") != line("weir.probe.b")
+}

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use weir_config::{ConfigError, Element, Param, Section};
-use weir_format::{formatter_from_section, Formatter, Inject, TimeZoneSpec};
+use weir_format::{formatter_from_section, writes_tag, Formatter, Inject, TimeZoneSpec};
 use weir_route::placeholder::{ChunkKeys, Template};
 use weir_store::{BufferConfig, BufferDefaults, FlushMode, TimekeyZone};
 
@@ -327,14 +327,13 @@ impl FileOutputConfig {
             }
         };
 
-        // weir's chunks keep no per-event tag: when the tag is written into the lines, make
-        // it a chunk key (the file name template still sees only the configured keys).
-        let mut needs_tag_key = false;
-        if let (Some(b), Some(f)) = (buffer.as_ref(), formatter.as_ref()) {
-            if !b.keys.tag && writes_tag(f.as_ref(), inject.as_ref()) {
-                needs_tag_key = true;
-            }
-        }
+        // When the lines carry the tag and `tag` is not a chunk key, the buffer keeps each
+        // event's tag, so that one chunk (one file) holds every tag of its time slice as in
+        // Fluentd.
+        let keep_tags = match (buffer.as_ref(), formatter.as_ref()) {
+            (Some(b), Some(f)) => !b.keys.tag && writes_tag(f.as_ref(), inject.as_ref()),
+            _ => false,
+        };
 
         let mut template = None;
         let mut symlink = None;
@@ -410,10 +409,8 @@ impl FileOutputConfig {
             }
         }
 
-        if needs_tag_key {
-            if let Some(b) = buffer.as_mut() {
-                b.keys.tag = true;
-            }
+        if let Some(b) = buffer.as_mut() {
+            b.keep_tags = keep_tags;
         }
 
         match (errors.is_empty(), template, buffer, formatter) {
@@ -447,27 +444,4 @@ impl FileOutputConfig {
             }
         }
     }
-}
-
-/// True when the formatted line depends on the tag: one record formatted under two tags
-/// differs.
-fn writes_tag(f: &dyn Formatter, inject: Option<&Inject>) -> bool {
-    let record: &[u8] = &[0x81, 0xa1, b'a', 0x01]; // {"a": 1}
-    let time = weir_proto::EventTime::new(1_293_974_055, 0);
-    let line = |tag: &str| {
-        let mut rec = Vec::new();
-        let r: &[u8] = match inject {
-            Some(i) => {
-                if i.apply(tag, time, record, &mut rec).is_err() {
-                    return Vec::new();
-                }
-                &rec
-            }
-            None => record,
-        };
-        let mut out = Vec::new();
-        let _ = f.format(tag, time, r, &mut out);
-        out
-    };
-    line("weir.probe.a") != line("weir.probe.b")
 }

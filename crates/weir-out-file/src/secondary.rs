@@ -205,13 +205,18 @@ impl SecondaryFileOutput {
         Ok(PathBuf::from(rendered))
     }
 
-    /// The bytes of a chunk: formatted with the primary's formatter, or msgpack.
-    pub fn content(&self, chunk: &ChunkRef) -> Vec<u8> {
-        let tag = chunk.key().tag.as_deref().unwrap_or("");
+    /// The bytes of a chunk: formatted with the primary's formatter, each event with its own
+    /// tag when the buffer stored one (else the chunk key's), or msgpack. An error when the
+    /// chunk cannot be read back (nothing is written then).
+    pub fn content(&self, chunk: &ChunkRef) -> Result<Vec<u8>, FileOutputError> {
+        let key_tag = chunk.key().tag.as_deref().unwrap_or("");
         let mut out = Vec::new();
         let mut injected = Vec::new();
         let mut skipped = 0u64;
-        for (time, record) in chunk.events() {
+        let read = |e: weir_store::StoreError| FileOutputError::Read(e.to_string());
+        let mut events = chunk.event_reader().map_err(read)?;
+        while let Some((time, record, tag)) = events.next_tagged_event().map_err(read)? {
+            let tag = tag.unwrap_or(key_tag);
             match &self.cfg.format.formatter {
                 None => write_msgpack_entry(&mut out, time, record),
                 Some(f) => {
@@ -238,13 +243,13 @@ impl SecondaryFileOutput {
                 "{skipped} event(s) could not be formatted and were not written to the secondary file"
             );
         }
-        out
+        Ok(out)
     }
 
     fn write_chunk(&self, chunk: &ChunkRef) -> Result<PathBuf, FileOutputError> {
         let base = self.base_path(chunk)?;
         let suffix = if self.cfg.gzip { ".gz" } else { "" };
-        let data = self.content(chunk);
+        let data = self.content(chunk)?;
         let data = if self.cfg.gzip {
             let mut gz = GzEncoder::new(Vec::new(), Compression::default());
             gz.write_all(&data)

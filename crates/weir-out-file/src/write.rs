@@ -13,7 +13,7 @@ use flate2::Compression;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use weir_proto::EventTime;
-use weir_store::{ChunkKey, ChunkRef, ChunkSink, WriteError};
+use weir_store::{ChunkKey, ChunkRef, ChunkSink, TaggedEvent, WriteError};
 
 use crate::config::FileOutputConfig;
 use crate::error::FileOutputError;
@@ -29,19 +29,20 @@ pub const META_APPENDED: &str = "out_file.appended";
 /// A chunk's events, read one at a time (a lending iterator: each record borrows the stream
 /// until the next call), so that a writer never needs the whole chunk in memory.
 pub trait EventStream {
-    /// The next event: its time and its record (one msgpack map); `None` after the last one.
-    /// An error means the chunk could not be read back.
-    fn next_event(&mut self) -> Result<Option<(EventTime, &[u8])>, String>;
+    /// The next event: its time, its record (one msgpack map) and the tag stored with it
+    /// (`None` when the chunk keeps no per-event tags: the chunk key's tag is then the
+    /// event's); `None` after the last one. An error means the chunk could not be read back.
+    fn next_event(&mut self) -> Result<Option<TaggedEvent<'_>>, String>;
 }
 
 impl EventStream for weir_store::ChunkEvents<'_> {
-    fn next_event(&mut self) -> Result<Option<(EventTime, &[u8])>, String> {
-        weir_store::ChunkEvents::next_event(self).map_err(|e| e.to_string())
+    fn next_event(&mut self) -> Result<Option<TaggedEvent<'_>>, String> {
+        weir_store::ChunkEvents::next_tagged_event(self).map_err(|e| e.to_string())
     }
 }
 
 /// An [`EventStream`] over any iterator of events held in memory (for tests and small
-/// sources).
+/// sources), without per-event tags.
 #[derive(Debug)]
 pub struct IterEvents<'a, I> {
     iter: I,
@@ -59,8 +60,8 @@ impl<'a, I: Iterator<Item = (EventTime, &'a [u8])>> IterEvents<'a, I> {
 }
 
 impl<'a, I: Iterator<Item = (EventTime, &'a [u8])>> EventStream for IterEvents<'a, I> {
-    fn next_event(&mut self) -> Result<Option<(EventTime, &[u8])>, String> {
-        Ok(self.iter.next())
+    fn next_event(&mut self) -> Result<Option<TaggedEvent<'_>>, String> {
+        Ok(self.iter.next().map(|(time, record)| (time, record, None)))
     }
 }
 
@@ -108,6 +109,7 @@ pub const WRITE_BUFFER: usize = 1 << 20;
 struct Formatted<'c> {
     out: &'c FileOutput,
     id: &'c str,
+    /// The chunk key's tag, for events stored without their own.
     tag: &'c str,
     events: Box<dyn EventStream + 'c>,
     /// Formatted text not yet written.
@@ -136,7 +138,8 @@ impl<'c> Formatted<'c> {
     fn fill(&mut self) -> Result<(), FileOutputError> {
         let cfg = &self.out.cfg;
         while !self.done && self.text.len() < WRITE_BUFFER {
-            let Some((time, record)) = self.events.next_event().map_err(FileOutputError::Read)?
+            let Some((time, record, tag)) =
+                self.events.next_event().map_err(FileOutputError::Read)?
             else {
                 self.done = true;
                 if self.skipped > 0 {
@@ -148,10 +151,11 @@ impl<'c> Formatted<'c> {
                 }
                 break;
             };
+            let tag = tag.unwrap_or(self.tag);
             let rec: &[u8] = match &cfg.inject {
                 Some(inj) => {
                     self.injected.clear();
-                    if let Err(e) = inj.apply(self.tag, time, record, &mut self.injected) {
+                    if let Err(e) = inj.apply(tag, time, record, &mut self.injected) {
                         self.skipped += 1;
                         tracing::warn!(chunk_id = self.id, "event skipped: {e}");
                         continue;
@@ -160,7 +164,7 @@ impl<'c> Formatted<'c> {
                 }
                 None => record,
             };
-            if let Err(e) = cfg.formatter.format(self.tag, time, rec, &mut self.text) {
+            if let Err(e) = cfg.formatter.format(tag, time, rec, &mut self.text) {
                 self.skipped += 1;
                 tracing::warn!(chunk_id = self.id, "event skipped: {e}");
             }

@@ -22,28 +22,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
 use serde_json::json;
 use weir_config::Section;
 use weir_out_file::{FileOutput, FileOutputConfig};
-use weir_proto::{EntryRef, EventBatch, EventTime};
 use weir_store::{spawn_flusher, Buffer, FlushMode};
-
-fn batch(events: &[(u32, Vec<u8>)]) -> EventBatch {
-    let mut buf = Vec::new();
-    let mut entries = Vec::new();
-    for (t, r) in events {
-        let start = buf.len() as u32;
-        buf.extend_from_slice(r);
-        entries.push(EntryRef {
-            time: EventTime::new(*t, 0),
-            start,
-            end: buf.len() as u32,
-        });
-    }
-    EventBatch::new(Bytes::from(buf), entries)
-}
 
 async fn wait_for(p: &Path) {
     for _ in 0..200 {

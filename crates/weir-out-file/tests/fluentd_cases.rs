@@ -385,6 +385,66 @@ fn path_combinations() {
     }
 }
 
+// out_file.rb: chunk keys are what <buffer> says (here `time`) and `format` runs per event
+// with the event's tag, so with `path /x/log` every tag of a time slice goes into one chunk and
+// one file, each line with its own tag. weir's buffer stores each event's tag for that
+// (keep_tags) instead of splitting chunks by tag.
+#[test]
+fn several_tags_in_one_time_slice_share_one_file() {
+    let d = temp_dir("tags-one-file");
+    let body = format!(
+        "path {}/log\nutc\n<buffer time>\ntimekey_use_utc true\n</buffer>",
+        d.display()
+    );
+    let buf = run_buffered(
+        &body,
+        &[
+            ("app.a", vec![(T_2011, rec(json!({"a": 1})))]),
+            ("app.b", vec![(T_2011, rec(json!({"a": 2})))]),
+            ("app.a", vec![(T_2011 + 1, rec(json!({"a": 3})))]),
+        ],
+    );
+    assert!(buf.keep_tags && !buf.keys.tag);
+    let written: Vec<String> = files(&d)
+        .into_iter()
+        .filter(|f| f.starts_with("log."))
+        .collect();
+    assert_eq!(written, vec!["log.20110102_0.log"]);
+    assert_eq!(
+        read(&d.join("log.20110102_0.log")),
+        "2011-01-02T13:14:15Z\tapp.a\t{\"a\":1}\n\
+         2011-01-02T13:14:15Z\tapp.b\t{\"a\":2}\n\
+         2011-01-02T13:14:16Z\tapp.a\t{\"a\":3}\n"
+    );
+}
+
+// The buffer keeps each event's tag only when the lines carry it and `tag` is not a chunk key;
+// `${tag}` in the path still needs `tag` as a chunk key (see configuration_errors).
+#[test]
+fn tags_are_kept_only_when_the_lines_need_them() {
+    let keep = |body: &str| {
+        let (_, buf) = configure(body).expect("configures");
+        (buf.keep_tags, buf.keys.tag)
+    };
+    assert_eq!(keep("path /x/log"), (true, false));
+    assert_eq!(
+        keep("path /x/log\n<format>\n@type ltsv\n</format>"),
+        (false, false)
+    );
+    assert_eq!(
+        keep("path /x/log\n<format>\n@type out_file\noutput_tag false\n</format>"),
+        (false, false)
+    );
+    assert_eq!(
+        keep("path /x/log\n<format>\n@type ltsv\n</format>\n<inject>\ntag_key t\n</inject>"),
+        (true, false)
+    );
+    assert_eq!(
+        keep("path /x/${tag}/log\n<buffer tag,time>\n</buffer>"),
+        (false, true)
+    );
+}
+
 // Configuration errors with Fluentd's messages (output.rb placeholder validators, out_file.rb,
 // compat_parameters.rb).
 #[test]

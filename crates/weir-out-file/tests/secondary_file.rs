@@ -256,3 +256,53 @@ async fn append_gzip_adds_one_member_per_chunk() {
         .expect("gzip");
     assert_eq!(text, "{\"n\":1}\n{\"n\":2}\n");
 }
+
+/// A primary whose lines carry the tag (`<inject> tag_key`) and whose buffer has no `tag` key
+/// keeps each event's tag: the secondary file writes every event with its own tag, all tags of
+/// the chunk in one file, as Fluentd dumps the primary's formatted chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_keep_their_own_tags_without_a_tag_chunk_key() {
+    let dir = temp_dir("secondary-tags");
+    let mut cfg = buffer_config();
+    cfg.keys = keys(false, None, &[]);
+    cfg.keep_tags = true;
+    // Both requests go into one chunk: nothing is enqueued before flush_all.
+    cfg.flush_interval = Duration::from_secs(3600);
+    let e = match_element(
+        "<match **>\n<format>\n@type json\n</format>\n<inject>\ntag_key t\n</inject>\n</match>\n",
+    );
+    let mut s = Section::new(&e, "<match **>");
+    let format = PrimaryFormat {
+        formatter: Some(Arc::from(
+            weir_format::formatter_from_section(&mut s, "out_file").expect("a formatter"),
+        )),
+        inject: weir_format::Inject::from_section(&mut s)
+            .expect("inject")
+            .map(Arc::new),
+    };
+    let sec =
+        configure(&format!("directory {}", dir.display()), &cfg.keys, format).expect("configures");
+    let (buffer, _) = Buffer::open(cfg, "test").expect("opens");
+    let flusher = spawn_flusher(
+        buffer.clone(),
+        Arc::new(Down),
+        Some(Arc::new(SecondaryFileOutput::new(sec))),
+    );
+    for (tag, rec) in [("app.a", r#"{"n":1}"#), ("app.b", r#"{"n":2}"#)] {
+        buffer.append(tag, &batch(&[rec])).await.expect("committed");
+    }
+    buffer.flush_all();
+    let path = dir.join("dump.bin.0");
+    tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || wait_for(&path)
+    })
+    .await
+    .expect("waited");
+    buffer.shutdown(true).await;
+    let _ = flusher.await;
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("read"),
+        "{\"n\":1,\"t\":\"app.a\"}\n{\"n\":2,\"t\":\"app.b\"}\n"
+    );
+}

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use weir_config::{ConfigError, Element, Section};
 use weir_out_file::{ChunkSource, EventStream, FileOutput, FileOutputConfig, IterEvents};
-use weir_proto::EventTime;
+use weir_proto::{EntryRef, EventBatch, EventTime};
 use weir_store::{BufferConfig, ChunkKey};
 
 /// 2011-01-02 13:14:15 UTC, the time most of Fluentd's out_file tests use.
@@ -79,7 +79,24 @@ pub struct FakeChunk {
     pub id: String,
     pub key: ChunkKey,
     pub events: Vec<(EventTime, Vec<u8>)>,
+    /// The tag stored with every event, when the buffer keeps tags.
+    pub event_tag: Option<String>,
     pub meta: Arc<Mutex<HashMap<String, String>>>,
+}
+
+/// A fake chunk's events, each with the chunk's per-event tag.
+struct FakeEvents<'a> {
+    events: std::slice::Iter<'a, (EventTime, Vec<u8>)>,
+    tag: Option<&'a str>,
+}
+
+impl EventStream for FakeEvents<'_> {
+    fn next_event(&mut self) -> Result<Option<weir_store::TaggedEvent<'_>>, String> {
+        Ok(self
+            .events
+            .next()
+            .map(|(t, r)| (*t, r.as_slice(), self.tag)))
+    }
 }
 
 impl ChunkSource for FakeChunk {
@@ -90,9 +107,15 @@ impl ChunkSource for FakeChunk {
         &self.key
     }
     fn events(&self) -> Result<Box<dyn EventStream + '_>, String> {
-        Ok(Box::new(IterEvents::new(
-            self.events.iter().map(|(t, r)| (*t, r.as_slice())),
-        )))
+        if self.event_tag.is_none() {
+            return Ok(Box::new(IterEvents::new(
+                self.events.iter().map(|(t, r)| (*t, r.as_slice())),
+            )));
+        }
+        Ok(Box::new(FakeEvents {
+            events: self.events.iter(),
+            tag: self.event_tag.as_deref(),
+        }))
     }
     fn metadata(&self, key: &str) -> Option<String> {
         self.meta.lock().ok()?.get(key).cloned()
@@ -106,7 +129,8 @@ impl ChunkSource for FakeChunk {
     }
 }
 
-/// Splits events into chunks by the buffer's chunk keys, in first-seen order, as the store does.
+/// Splits events into chunks by the buffer's chunk keys, in first-seen order, as the store does
+/// (storing the tag with each event when the buffer keeps tags).
 pub fn chunks(buf: &BufferConfig, tag: &str, events: &[(u32, Vec<u8>)]) -> Vec<FakeChunk> {
     static ID: AtomicUsize = AtomicUsize::new(1);
     let mut out: Vec<FakeChunk> = Vec::new();
@@ -122,11 +146,54 @@ pub fn chunks(buf: &BufferConfig, tag: &str, events: &[(u32, Vec<u8>)]) -> Vec<F
                 ),
                 key,
                 events: vec![(time, r.clone())],
+                event_tag: buf.keep_tags.then(|| tag.to_string()),
                 meta: Arc::default(),
             }),
         }
     }
     out
+}
+
+/// A batch of `(time, record)` events, as a request brings them.
+pub fn batch(events: &[(u32, Vec<u8>)]) -> EventBatch {
+    let mut buf = Vec::new();
+    let mut entries = Vec::new();
+    for (t, r) in events {
+        let start = buf.len() as u32;
+        buf.extend_from_slice(r);
+        entries.push(EntryRef {
+            time: EventTime::new(*t, 0),
+            start,
+            end: buf.len() as u32,
+        });
+    }
+    EventBatch::new(bytes::Bytes::from(buf), entries)
+}
+
+/// One request: its tag and its `(time, record)` events.
+pub type Request<'a> = (&'a str, Vec<(u32, Vec<u8>)>);
+
+/// Configures, appends each `(tag, events)` request to a real buffer (the configured one:
+/// chunk keys, per-event tags), delivers every chunk to the output and shuts the buffer down.
+/// Returns the buffer's configuration.
+pub fn run_buffered(body: &str, requests: &[Request]) -> BufferConfig {
+    let (cfg, buf) = configure(body).expect("configures");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (buffer, _) = weir_store::Buffer::open(buf.clone(), "out_file").expect("buffer");
+        let flusher =
+            weir_store::spawn_flusher(buffer.clone(), Arc::new(FileOutput::new(cfg)), None);
+        for (tag, events) in requests {
+            buffer.append(tag, &batch(events)).await.expect("commit");
+        }
+        buffer.flush_all();
+        buffer.shutdown(true).await;
+        let _ = flusher.await;
+    });
+    buf
 }
 
 /// Writes every chunk; returns the files written.

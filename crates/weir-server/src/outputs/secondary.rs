@@ -181,11 +181,11 @@ pub fn read_secondary(
             let _ = copy.string("@id");
             let built = match type_name.as_str() {
                 "file" => FileOutputConfig::from_section(&mut copy)
-                    .map(|(c, b)| (SecondarySpec::File(c), b.keys.tag)),
+                    .map(|(c, b)| (SecondarySpec::File(c), b.keys.tag, b.keep_tags)),
                 "s3" => S3OutputConfig::from_section(&mut copy)
-                    .map(|(c, b)| (SecondarySpec::S3(Box::new(c)), b.keys.tag)),
+                    .map(|(c, b)| (SecondarySpec::S3(Box::new(c)), b.keys.tag, b.keep_tags)),
                 _ => WebhookConfig::from_section(&mut copy)
-                    .map(|(c, b)| (SecondarySpec::Webhook(Box::new(c)), b.keys.tag)),
+                    .map(|(c, b)| (SecondarySpec::Webhook(Box::new(c)), b.keys.tag, b.keep_tags)),
             };
             weir_filter::warn_unused(&copy, warnings);
             // The copy read every parameter; the original section must not report them.
@@ -196,9 +196,13 @@ pub fn read_secondary(
                 let _ = sec.sections(&e.name);
             }
             match built {
-                Ok((spec, needs_tag)) => {
+                Ok((spec, needs_tag, keep_tags)) => {
                     if needs_tag {
                         buffer.keys.tag = true;
+                    }
+                    // The secondary writes each event's tag: the primary's buffer keeps them.
+                    if keep_tags {
+                        buffer.keep_tags = true;
                     }
                     Some(spec)
                 }
