@@ -56,6 +56,13 @@ start_moto() {
 # $1: null, file (LTSV files) or s3 (gzip JSON objects in moto); $2: flush_interval; $3: more
 # <buffer> parameters, if any
 output_config() {
+  local buffer="<buffer tag>
+    @type file
+    path $work/out/buffer
+    flush_mode interval
+    flush_interval $2
+    $3
+  </buffer>"
   case "$1" in
     null) echo "@type null" ;;
     file) cat <<CONF
@@ -65,13 +72,7 @@ output_config() {
   <format>
     @type ltsv
   </format>
-  <buffer tag>
-    @type file
-    path $work/out/buffer
-    flush_mode interval
-    flush_interval $2
-    $3
-  </buffer>
+  $buffer
 CONF
     ;;
     s3) cat <<CONF
@@ -87,13 +88,7 @@ CONF
   <format>
     @type json
   </format>
-  <buffer tag>
-    @type file
-    path $work/out/buffer
-    flush_mode interval
-    flush_interval $2
-    $3
-  </buffer>
+  $buffer
 CONF
     ;;
   esac
