@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir_config::{ConfigError, Element, Section};
-use weir_format::{formatter_from_section, Formatter, Inject, TimeZoneSpec};
+use weir_format::{formatter_from_section, writes_tag, Formatter, Inject, TimeZoneSpec};
 use weir_store::{BufferConfig, BufferDefaults, TimekeyZone};
 
 use crate::key::{IndexFormat, KeyTemplate};
@@ -393,7 +393,7 @@ impl S3OutputConfig {
             ));
         }
 
-        let formatter = match formatter_from_section(s, "out_file") {
+        let formatter: Option<Arc<dyn Formatter>> = match formatter_from_section(s, "out_file") {
             Ok(f) => Some(Arc::from(f)),
             Err(mut e) => {
                 errors.append(&mut e);
@@ -491,9 +491,11 @@ impl S3OutputConfig {
             format = format.replace("%{hostname}", &host);
         }
 
-        let (Some(formatter), Some(buffer)) = (formatter, buffer) else {
+        let (Some(formatter), Some(mut buffer)) = (formatter, buffer) else {
             return Err(errors);
         };
+        // A body that carries the tag while `tag` is not a chunk key needs each event's tag.
+        buffer.keep_tags = !buffer.keys.tag && writes_tag(formatter.as_ref(), inject.as_deref());
         if !errors.is_empty() {
             return Err(errors);
         }

@@ -143,14 +143,21 @@ fn md5_base64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(data))
 }
 
-/// Formats every event of a chunk with the output's `<inject>` and `<format>`, then compresses
-/// the text as `store_as` says. Events the formatter refuses are left out with a warning.
+/// Formats every event of a chunk with the output's `<inject>` and `<format>`, each with its
+/// own tag when the buffer stored one (else the chunk key's), then compresses the text as
+/// `store_as` says. Events the formatter refuses are left out with a warning.
 pub fn chunk_body(cfg: &S3OutputConfig, chunk: &ChunkRef) -> Result<Vec<u8>, WriteError> {
-    let tag = chunk.key().tag.as_deref().unwrap_or("");
-    let mut text = Vec::with_capacity(chunk.blob().len() + chunk.blob().len() / 2);
+    let key_tag = chunk.key().tag.as_deref().unwrap_or("");
+    let bytes = usize::try_from(chunk.bytes()).unwrap_or(0);
+    let mut text = Vec::with_capacity(bytes + bytes / 2);
     let mut injected = Vec::new();
     let mut skipped = 0u64;
-    for (time, record) in chunk.events() {
+    // A read error is also kept as the chunk's read_error: the flusher never counts the chunk
+    // as delivered.
+    let unreadable = |e: weir_store::StoreError| WriteError::Retryable(e.to_string());
+    let mut events = chunk.event_reader().map_err(unreadable)?;
+    while let Some((time, record, tag)) = events.next_tagged_event().map_err(unreadable)? {
+        let tag = tag.unwrap_or(key_tag);
         let record = match &cfg.inject {
             Some(inject) => {
                 injected.clear();

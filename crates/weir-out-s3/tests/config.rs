@@ -26,7 +26,23 @@ fn defaults_are_fluent_plugin_s3s() {
     assert!(matches!(b.buffer_type, BufferType::Memory));
     assert_eq!(b.keys.timekey, Some(86400));
     assert!(!b.keys.tag);
+    // The default out_file format writes the tag: the buffer keeps each event's.
+    assert!(b.keep_tags);
     assert_eq!(c.key.time_slice_format, "%Y%m%d");
+    // Not when the body has no tag, nor when `tag` is a chunk key.
+    for (extra, buffer) in [
+        ("<format>\n @type json\n </format>", "time"),
+        ("", "tag,time"),
+    ] {
+        let (_, b) = parse_config(&format!(
+            "<match **>\n @type s3\n s3_bucket b\n path ${{tag}}/\n {extra}\n <buffer {buffer}>\n </buffer>\n</match>\n"
+        ));
+        assert!(!b.keep_tags, "{extra} <buffer {buffer}>");
+    }
+    let (_, b) = parse_config(
+        "<match **>\n @type s3\n s3_bucket b\n include_tag_key true\n <format>\n @type json\n </format>\n</match>\n",
+    );
+    assert!(b.keep_tags && !b.keys.tag);
     let (c, _) = parse_config(
         "<match **>\n @type s3\n s3_bucket b\n <buffer time>\n timekey 1h\n </buffer>\n</match>\n",
     );

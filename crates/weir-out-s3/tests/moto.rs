@@ -120,10 +120,11 @@ async fn store_as_variants_default_format_and_chunk_id_keys() {
         } else {
             body
         };
-        // out_file: time, tab, tag (empty: `tag` is not a chunk key), tab, JSON.
+        // out_file: time, tab, tag (stored with the event: `tag` is not a chunk key), tab,
+        // JSON.
         assert_eq!(
             String::from_utf8_lossy(&text),
-            "2024-03-05T07:10:00+00:00\t\t{\"seq\":1,\"msg\":\"m\"}\n"
+            "2024-03-05T07:10:00+00:00\tx.y\t{\"seq\":1,\"msg\":\"m\"}\n"
         );
         let head = out
             .client()
@@ -157,6 +158,39 @@ async fn store_as_variants_default_format_and_chunk_id_keys() {
         assert_eq!(id.len(), 32);
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
     }
+    buffer.shutdown(true).await;
+}
+
+/// With `<buffer time>` only, one chunk (one object) holds the events of several tags, and the
+/// tag column of each line is that event's own tag, as fluent-plugin-s3 formats each event
+/// with its tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_columns_hold_each_events_tag_without_a_tag_chunk_key() {
+    let moto = Moto::start();
+    let conf = format!(
+        "<match **>\n @type s3\n {}\n path tags/\n store_as json\n <format>\n @type json\n </format>\n <inject>\n tag_key tag\n </inject>\n <buffer time>\n timekey_use_utc true\n flush_mode interval\n flush_interval 1h\n flush_thread_interval 0.1\n </buffer>\n</match>\n",
+        conn(&moto.endpoint(), "tags")
+    );
+    let (cfg, bcfg) = parse_config(&conf);
+    assert!(bcfg.keep_tags && !bcfg.keys.tag);
+    let out = Arc::new(S3Output::start(cfg).await.expect("start"));
+    let (buffer, _h) = open_buffer(bcfg, out.clone());
+    for (seq, tag) in [(1, "app.a"), (2, "app.b"), (3, "app.a")] {
+        buffer
+            .append(tag, &batch([(seq, T1)], "m"))
+            .await
+            .expect("append");
+    }
+    buffer.flush_all();
+    wait_delivered(&buffer, Duration::from_secs(60)).await;
+    let keys = list_keys(&out, "tags").await;
+    assert_eq!(keys, vec!["tags/20240305_0.json".to_string()]);
+    assert_eq!(
+        String::from_utf8_lossy(&get_body(&out, "tags", &keys[0]).await),
+        "{\"seq\":1,\"msg\":\"m\",\"tag\":\"app.a\"}\n\
+         {\"seq\":2,\"msg\":\"m\",\"tag\":\"app.b\"}\n\
+         {\"seq\":3,\"msg\":\"m\",\"tag\":\"app.a\"}\n"
+    );
     buffer.shutdown(true).await;
 }
 
