@@ -340,9 +340,7 @@ impl<'a> ChunkEvents<'a> {
     /// event was appended under when the buffer stores tags ([`crate::BufferConfig::keep_tags`]);
     /// `None` as the tag for an entry stored without one (the chunk key's tag, if any, is then
     /// the event's tag). `None` after the last event. Errors as [`ChunkEvents::next_event`].
-    pub fn next_tagged_event(
-        &mut self,
-    ) -> Result<Option<TaggedEvent<'_>>, StoreError> {
+    pub fn next_tagged_event(&mut self) -> Result<Option<TaggedEvent<'_>>, StoreError> {
         while self.pos >= self.reader.block().len() {
             if !self.reader.advance()? {
                 return Ok(None);
