@@ -375,9 +375,10 @@ writes to the disk a megabyte at a time (`sync_file_range`), and delivered chunk
 down a few megabytes at a time by a reaper thread; see docs/buffering.md, "Performance".
 
 **Memory.** Peak RSS grows with the requests in flight: each one holds its request bytes and
-its encoded block until its commit. The S3 rows hold far more: the S3 output reads and
-compresses a whole chunk in memory (up to `chunk_limit_size`, 256 MiB by default for a file
-buffer), unlike the file output, which streams a chunk a block at a time.
+its encoded block until its commit. The S3 rows hold far more: the S3 output formats a whole
+chunk into memory (about one and a half times the chunk's size; chunks reach
+`chunk_limit_size`, 256 MiB by default for a file buffer) and compresses it there before the
+upload, unlike the file output, which formats and writes a chunk a block at a time.
 
 Fluentd and Fluent Bit cannot be installed on this machine kind (neither is in the package
 registries it reaches), so no side-by-side runs are in this file. For scale, on this machine
