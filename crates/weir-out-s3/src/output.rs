@@ -143,62 +143,196 @@ fn md5_base64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(data))
 }
 
-/// Formats every event of a chunk with the output's `<inject>` and `<format>`, each with its
-/// own tag when the buffer stored one (else the chunk key's), then compresses the text as
-/// `store_as` says. Events the formatter refuses are left out with a warning.
-pub fn chunk_body(cfg: &S3OutputConfig, chunk: &ChunkRef) -> Result<Vec<u8>, WriteError> {
-    let key_tag = chunk.key().tag.as_deref().unwrap_or("");
-    let bytes = usize::try_from(chunk.bytes()).unwrap_or(0);
-    let mut text = Vec::with_capacity(bytes + bytes / 2);
-    let mut injected = Vec::new();
-    let mut skipped = 0u64;
-    // A read error is also kept as the chunk's read_error: the flusher never counts the chunk
-    // as delivered.
-    let unreadable = |e: weir_store::StoreError| WriteError::Retryable(e.to_string());
-    let mut events = chunk.event_reader().map_err(unreadable)?;
-    while let Some((time, record, tag)) = events.next_tagged_event().map_err(unreadable)? {
-        let tag = tag.unwrap_or(key_tag);
-        let record = match &cfg.inject {
-            Some(inject) => {
-                injected.clear();
-                if inject.apply(tag, time, record, &mut injected).is_err() {
-                    skipped += 1;
-                    continue;
-                }
-                &injected[..]
+/// Where compressed (or plain) body bytes collect until they are sent.
+enum Encoder {
+    Plain(Vec<u8>),
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+}
+
+impl Encoder {
+    fn new(store_as: StoreAs) -> Result<Self, WriteError> {
+        Ok(match store_as {
+            StoreAs::Json | StoreAs::Text => Encoder::Plain(Vec::new()),
+            StoreAs::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                Vec::new(),
+                flate2::Compression::default(),
+            )),
+            StoreAs::Zstd => Encoder::Zstd(
+                zstd::stream::write::Encoder::new(Vec::new(), 3)
+                    .map_err(|e| WriteError::Retryable(format!("zstd: {e}")))?,
+            ),
+        })
+    }
+
+    fn write(&mut self, text: &[u8]) -> Result<(), WriteError> {
+        match self {
+            Encoder::Plain(v) => {
+                v.extend_from_slice(text);
+                Ok(())
             }
-            None => record,
-        };
-        if cfg.formatter.format(tag, time, record, &mut text).is_err() {
-            skipped += 1;
+            Encoder::Gzip(w) => w
+                .write_all(text)
+                .map_err(|e| WriteError::Retryable(format!("gzip: {e}"))),
+            Encoder::Zstd(w) => w
+                .write_all(text)
+                .map_err(|e| WriteError::Retryable(format!("zstd: {e}"))),
         }
     }
-    if skipped > 0 {
-        tracing::warn!(output = %cfg.name, chunk_id = %chunk.id(), "{skipped} event(s) could not be formatted and were left out");
+
+    /// The bytes ready to send.
+    fn out(&mut self) -> &mut Vec<u8> {
+        match self {
+            Encoder::Plain(v) => v,
+            Encoder::Gzip(w) => w.get_mut(),
+            Encoder::Zstd(w) => w.get_mut(),
+        }
     }
-    compress(cfg.store_as, text)
+
+    /// Ends the stream (the gzip trailer, the last zstd frame); every byte is then in `out`.
+    fn finish(self) -> Result<Encoder, WriteError> {
+        Ok(Encoder::Plain(match self {
+            Encoder::Plain(v) => v,
+            Encoder::Gzip(w) => w
+                .finish()
+                .map_err(|e| WriteError::Retryable(format!("gzip: {e}")))?,
+            Encoder::Zstd(w) => w
+                .finish()
+                .map_err(|e| WriteError::Retryable(format!("zstd: {e}")))?,
+        }))
+    }
+}
+
+/// A chunk's object body, made a piece at a time: every event formatted with the output's
+/// `<inject>` and `<format>` (each with its own tag when the buffer stored one, else the chunk
+/// key's) and compressed as `store_as` says. Memory stays at about the piece asked for, however
+/// large the chunk. Events the formatter refuses are left out with a warning.
+pub struct Body<'a> {
+    cfg: &'a S3OutputConfig,
+    chunk: &'a ChunkRef,
+    events: weir_store::ChunkEvents<'a>,
+    enc: Option<Encoder>,
+    text: Vec<u8>,
+    injected: Vec<u8>,
+    skipped: u64,
+    ended: bool,
+}
+
+/// Formatted text gathered before it goes to the compressor.
+const TEXT_BATCH: usize = 64 * 1024;
+
+impl<'a> Body<'a> {
+    /// Starts reading `chunk`.
+    pub fn new(cfg: &'a S3OutputConfig, chunk: &'a ChunkRef) -> Result<Self, WriteError> {
+        // A read error is also kept as the chunk's read_error: the flusher never counts the
+        // chunk as delivered.
+        let events = chunk
+            .event_reader()
+            .map_err(|e| WriteError::Retryable(e.to_string()))?;
+        Ok(Body {
+            cfg,
+            chunk,
+            events,
+            enc: Some(Encoder::new(cfg.store_as)?),
+            text: Vec::with_capacity(TEXT_BATCH * 2),
+            injected: Vec::new(),
+            skipped: 0,
+            ended: false,
+        })
+    }
+
+    /// Bytes ready to send.
+    pub fn ready(&mut self) -> usize {
+        self.enc.as_mut().map_or(0, |e| e.out().len())
+    }
+
+    /// True once every event is formatted and the compressed stream is closed.
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Formats events until at least `want` bytes are ready or the chunk ends.
+    pub fn fill(&mut self, want: usize) -> Result<(), WriteError> {
+        let key_tag = self.chunk.key().tag.as_deref().unwrap_or("");
+        let unreadable = |e: weir_store::StoreError| WriteError::Retryable(e.to_string());
+        while !self.ended && self.ready() < want {
+            match self.events.next_tagged_event().map_err(unreadable)? {
+                Some((time, record, tag)) => {
+                    let tag = tag.unwrap_or(key_tag);
+                    let record = match &self.cfg.inject {
+                        Some(inject) => {
+                            self.injected.clear();
+                            if inject.apply(tag, time, record, &mut self.injected).is_err() {
+                                self.skipped += 1;
+                                continue;
+                            }
+                            &self.injected[..]
+                        }
+                        None => record,
+                    };
+                    if self
+                        .cfg
+                        .formatter
+                        .format(tag, time, record, &mut self.text)
+                        .is_err()
+                    {
+                        self.skipped += 1;
+                    }
+                    if self.text.len() >= TEXT_BATCH {
+                        self.flush_text()?;
+                    }
+                }
+                None => {
+                    self.flush_text()?;
+                    if let Some(enc) = self.enc.take() {
+                        self.enc = Some(enc.finish()?);
+                    }
+                    self.ended = true;
+                    if self.skipped > 0 {
+                        tracing::warn!(output = %self.cfg.name, chunk_id = %self.chunk.id(), "{} event(s) could not be formatted and were left out", self.skipped);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_text(&mut self) -> Result<(), WriteError> {
+        if let Some(enc) = self.enc.as_mut() {
+            enc.write(&self.text)?;
+        }
+        self.text.clear();
+        Ok(())
+    }
+
+    /// Takes up to `n` ready bytes, oldest first.
+    pub fn take(&mut self, n: usize) -> Vec<u8> {
+        let Some(enc) = self.enc.as_mut() else {
+            return Vec::new();
+        };
+        let out = enc.out();
+        if n >= out.len() {
+            return std::mem::take(out);
+        }
+        let rest = out.split_off(n);
+        std::mem::replace(out, rest)
+    }
+}
+
+/// The whole body of a chunk at once (for small chunks and tests).
+pub fn chunk_body(cfg: &S3OutputConfig, chunk: &ChunkRef) -> Result<Vec<u8>, WriteError> {
+    let mut body = Body::new(cfg, chunk)?;
+    body.fill(usize::MAX)?;
+    Ok(body.take(usize::MAX))
 }
 
 /// Compresses formatted text for `store_as`.
 pub fn compress(store_as: StoreAs, text: Vec<u8>) -> Result<Vec<u8>, WriteError> {
-    match store_as {
-        StoreAs::Json | StoreAs::Text => Ok(text),
-        StoreAs::Gzip => {
-            let mut w = flate2::write::GzEncoder::new(
-                Vec::with_capacity(text.len() / 4 + 64),
-                flate2::Compression::default(),
-            );
-            w.write_all(&text)
-                .and_then(|_| w.finish())
-                .map_err(|e| WriteError::Retryable(format!("gzip: {e}")))
-        }
-        StoreAs::Zstd => {
-            zstd::encode_all(&text[..], 3).map_err(|e| WriteError::Retryable(format!("zstd: {e}")))
-        }
-    }
+    let mut enc = Encoder::new(store_as)?;
+    enc.write(&text)?;
+    Ok(std::mem::take(enc.finish()?.out()))
 }
 
-/// The HTTPS client of every SDK client here: hyper 1 + rustls with ring, system roots.
 fn https_client() -> aws_sdk_s3::config::SharedHttpClient {
     use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
     aws_smithy_http_client::Builder::new()
@@ -483,8 +617,8 @@ impl S3Output {
         &self,
         chunk: &ChunkRef,
         key: &str,
-        body: Vec<u8>,
-    ) -> Result<(), WriteError> {
+        body: &mut Body<'_>,
+    ) -> Result<usize, WriteError> {
         let c = &self.cfg;
         if let Some(old) = chunk.metadata(META_UPLOAD_ID).filter(|s| !s.is_empty()) {
             // A try before this one (perhaps before a restart) left an upload open.
@@ -526,7 +660,7 @@ impl S3Output {
         if let Err(e) = blocking(|| chunk.set_metadata(META_UPLOAD_ID, &upload_id)) {
             tracing::warn!(output = %c.name, "cannot record the multipart upload id: {e}");
         }
-        let result = self.upload_parts(key, &upload_id, Bytes::from(body)).await;
+        let result = self.upload_parts(key, &upload_id, body).await;
         if result.is_err() {
             let _ = self
                 .client
@@ -544,16 +678,21 @@ impl S3Output {
         &self,
         key: &str,
         upload_id: &str,
-        body: Bytes,
-    ) -> Result<(), WriteError> {
+        body: &mut Body<'_>,
+    ) -> Result<usize, WriteError> {
         let c = &self.cfg;
         let size = c.multipart_chunksize.max(crate::config::MIN_PART_SIZE) as usize;
         let mut parts = Vec::new();
-        let mut start = 0usize;
         let mut n = 1i32;
-        while start < body.len() {
-            let end = (start + size).min(body.len());
-            let part = body.slice(start..end);
+        let mut total = 0usize;
+        loop {
+            // One part at a time: formatted and compressed while the last one went up.
+            blocking(|| body.fill(size))?;
+            if body.ready() == 0 {
+                break;
+            }
+            let part = Bytes::from(body.take(size));
+            total += part.len();
             let out = self
                 .client
                 .upload_part()
@@ -575,7 +714,6 @@ impl S3Output {
                     .checksum_crc32(crc32_base64(&part))
                     .build(),
             );
-            start = end;
             n += 1;
         }
         self.client
@@ -590,7 +728,7 @@ impl S3Output {
             )
             .send()
             .await
-            .map(|_| ())
+            .map(|_| total)
             .map_err(|e| classify("CompleteMultipartUpload", key, &e))
     }
 
@@ -598,12 +736,20 @@ impl S3Output {
     /// multipart upload.
     pub async fn write_chunk(&self, chunk: &ChunkRef) -> Result<(), WriteError> {
         let key = self.key_for(chunk).await?;
-        let body = blocking(|| chunk_body(&self.cfg, chunk))?;
-        let size = body.len();
-        let result = if size as u64 >= self.cfg.multipart_threshold {
-            self.multipart(chunk, &key, body).await
+        // The body is made as it is sent: a chunk that ends below multipart_threshold goes up
+        // in one PUT; a larger one as a multipart upload, one part in memory at a time.
+        let threshold = usize::try_from(self.cfg.multipart_threshold).unwrap_or(usize::MAX);
+        let mut body = blocking(|| Body::new(&self.cfg, chunk))?;
+        blocking(|| body.fill(threshold))?;
+        let (result, size) = if body.ended() && body.ready() < threshold {
+            let whole = body.take(usize::MAX);
+            let size = whole.len();
+            (self.put(&key, whole).await, size)
         } else {
-            self.put(&key, body).await
+            match self.multipart(chunk, &key, &mut body).await {
+                Ok(total) => (Ok(()), total),
+                Err(e) => (Err(e), 0),
+            }
         };
         // A chunk that will be retried keeps its key reserved; a delivered one, or one that
         // goes to the secondary or failed/, frees it.
