@@ -141,6 +141,10 @@ impl AsyncRead for ProxyStripped {
                         Poll::Ready(Ok(())) => {}
                     }
                     let eof = rb.filled().is_empty();
+                    if eof && buf.is_empty() {
+                        // Closed before a byte: a TCP health check or a port probe.
+                        return Poll::Ready(Ok(()));
+                    }
                     buf.extend_from_slice(rb.filled());
                     let decided = match opening(buf) {
                         Ok(Opening::Http) => 0,
@@ -272,5 +276,8 @@ mod tests {
         assert!(ask(addr, v1).await.starts_with("HTTP/1.1 200"));
         // A damaged header closes the connection without an answer.
         assert_eq!(ask(addr, b"PROXY TCP4 nonsense\r\n").await, "");
+        // A connection that closes before sending anything is not an error.
+        drop(TcpStream::connect(addr).await.expect("connect"));
+        assert!(ask(addr, b"").await.starts_with("HTTP/1.1 200"));
     }
 }

@@ -686,7 +686,7 @@ impl S3Output {
         let mut n = 1i32;
         let mut total = 0usize;
         loop {
-            // One part at a time: formatted and compressed while the last one went up.
+            // One part at a time: the next part is made once the one before has gone up.
             blocking(|| body.fill(size))?;
             if body.ready() == 0 {
                 break;
@@ -741,7 +741,9 @@ impl S3Output {
         let threshold = usize::try_from(self.cfg.multipart_threshold).unwrap_or(usize::MAX);
         let mut body = blocking(|| Body::new(&self.cfg, chunk))?;
         blocking(|| body.fill(threshold))?;
-        let (result, size) = if body.ended() && body.ready() < threshold {
+        // An empty body (every event refused by the formatter) is one empty PUT, even with
+        // multipart_threshold 0: a multipart upload needs at least one part.
+        let (result, size) = if body.ended() && (body.ready() < threshold || body.ready() == 0) {
             let whole = body.take(usize::MAX);
             let size = whole.len();
             (self.put(&key, whole).await, size)

@@ -4,15 +4,17 @@
 //! Publishing never waits and does almost nothing on the ingest path. With no subscriber it
 //! costs one atomic load. With subscribers, it checks each one's tag and source and, if any
 //! wants the request, queues the request (sharing its buffer) for the hub's filter thread. That
-//! thread runs at the lowest CPU priority the system offers (`SCHED_IDLE` on Linux, else nice
-//! 19), so the tail only ever uses CPU time that ingest leaves idle. It runs each subscriber's
+//! thread runs at the lowest ordinary CPU priority (nice 19 on Linux), so the tail takes
+//! little CPU time from ingest when the machine is busy. It runs each subscriber's
 //! `--grep` and `--exclude` conditions on the records, formats the passing events and queues the
 //! lines for the subscriber's task, which only writes them to the socket.
 //!
-//! The filter thread shares no lock with ingest or with the subscribers' tasks (a thread at
-//! idle priority that is preempted while holding a lock would stall whoever waits for it):
-//! requests reach it through a bounded lock-free channel, lines leave it through each
-//! subscriber's lock-free channel, and the bounds are atomic counters.
+//! The filter thread shares no lock of its own with ingest or with the subscribers' tasks (a
+//! low-priority thread that is preempted while holding a lock would stall whoever waits for
+//! it): requests reach it through a bounded lock-free channel, lines leave it through each
+//! subscriber's lock-free channel, and the bounds are atomic counters. Waking a subscriber's
+//! task may take tokio's scheduler lock for a moment, which is why the thread runs at nice 19
+//! rather than at idle priority.
 //!
 //! Two bounds, two kinds of loss, each counted and told to the subscriber:
 //!
@@ -457,22 +459,20 @@ impl Hub {
     }
 }
 
-/// Puts the calling thread at the lowest CPU priority: `SCHED_IDLE` on Linux (it runs only
-/// when a CPU would otherwise be idle), else nice 19.
+/// Puts the calling thread at nice 19, the lowest ordinary priority (Linux only: there
+/// `setpriority` with `who` 0 is the calling thread; elsewhere it would be the whole process,
+/// so nothing is changed).
+///
+/// Not `SCHED_IDLE`: handing lines to a subscriber wakes its tokio task, which may briefly take
+/// the runtime's scheduler lock; a thread at idle priority could be kept off the CPU while it
+/// holds that lock and stall the ingest workers. At nice 19 it still gets a small, steady share.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: sched_setscheduler reads `param` for the duration of the call; pid 0 is the
-        // calling thread.
-        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
-            return;
+        // SAFETY: setpriority takes plain integers; who 0 is the calling thread on Linux.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) } != 0 {
+            tracing::debug!("tail: could not lower the filter thread's priority");
         }
-    }
-    // SAFETY: setpriority takes plain integers; who 0 is the calling thread on Linux and the
-    // process elsewhere.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) } != 0 {
-        tracing::debug!("tail: could not lower the filter thread's priority");
     }
 }
 
