@@ -403,8 +403,8 @@ a multipart upload at a time, whatever the chunk's size.
 **Live tail.** The row with 4 `weir tail` subscribers attached (each with a `--grep` for one
 host, on the server) runs the same load as its "vs null, same load" row; the issue's target is
 that ingest stays within 5% of it (a ratio of at least 0.95). The tail filters on one
-thread at nice 19, so it takes little CPU from ingest; when it cannot keep up, subscribers are
-told how many events went unexamined rather than slowing ingest.
+idle-priority thread, so it takes only CPU that ingest leaves; when there is none, subscribers
+are told how many events went unexamined rather than slowing ingest.
 
 Fluentd and Fluent Bit cannot be installed on this machine kind (neither is in the package
 registries it reaches), so no side-by-side runs are in this file. For scale, on this machine

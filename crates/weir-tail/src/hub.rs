@@ -4,17 +4,17 @@
 //! Publishing never waits and does almost nothing on the ingest path. With no subscriber it
 //! costs one atomic load. With subscribers, it checks each one's tag and source and, if any
 //! wants the request, queues the request (sharing its buffer) for the hub's filter thread. That
-//! thread runs at the lowest ordinary CPU priority (nice 19 on Linux), so the tail takes
-//! little CPU time from ingest when the machine is busy. It runs each subscriber's
+//! thread runs at the lowest CPU priority the system offers (`SCHED_IDLE` on Linux), so the
+//! tail only ever uses CPU time that ingest leaves idle. It runs each subscriber's
 //! `--grep` and `--exclude` conditions on the records, formats the passing events and queues the
 //! lines for the subscriber's task, which only writes them to the socket.
 //!
-//! The filter thread shares no lock of its own with ingest or with the subscribers' tasks (a
-//! low-priority thread that is preempted while holding a lock would stall whoever waits for
-//! it): requests reach it through a bounded lock-free channel, lines leave it through each
-//! subscriber's lock-free channel, and the bounds are atomic counters. Waking a subscriber's
-//! task may take tokio's scheduler lock for a moment, which is why the thread runs at nice 19
-//! rather than at idle priority.
+//! The filter thread shares no lock with ingest or with the subscribers' tasks (a thread at
+//! idle priority that is preempted while holding a lock would stall whoever waits for it):
+//! requests reach it through a bounded lock-free channel, lines leave it through each
+//! subscriber's channel, which the subscriber's task polls every 20 ms (so the thread never
+//! wakes a tokio task and never takes the runtime's scheduler lock), and the bounds are atomic
+//! counters.
 //!
 //! Two bounds, two kinds of loss, each counted and told to the subscriber:
 //!
@@ -28,12 +28,11 @@
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{self, channel, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use weir_proto::EventBatch;
 
 use crate::filter::TailFilter;
@@ -98,7 +97,7 @@ struct Shared {
     limit: Option<u64>,
     /// Only the filter thread uses it.
     writer: Mutex<LineWriter>,
-    tx: UnboundedSender<Item>,
+    tx: Sender<Item>,
     /// Lines and events sent and not yet taken by the subscriber's task.
     queued_bytes: AtomicUsize,
     queued_events: AtomicUsize,
@@ -348,7 +347,7 @@ impl Hub {
     /// Adds a subscriber. Its events come out of the returned [`Subscription`]; dropping it
     /// unsubscribes.
     pub fn subscribe(self: &Arc<Self>, request: TailRequest) -> Result<Subscription, HubClosed> {
-        let (tx, rx) = unbounded_channel();
+        let (tx, rx) = channel();
         let shared = Arc::new(Shared {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             filter: request.filter,
@@ -386,6 +385,7 @@ impl Hub {
             rx,
             delivered: 0,
             done: false,
+            quiet: Duration::ZERO,
         })
     }
 
@@ -459,16 +459,23 @@ impl Hub {
     }
 }
 
-/// Puts the calling thread at nice 19, the lowest ordinary priority (Linux only: there
-/// `setpriority` with `who` 0 is the calling thread; elsewhere it would be the whole process,
-/// so nothing is changed).
+/// Puts the calling thread at the lowest CPU priority: `SCHED_IDLE` on Linux (it runs only
+/// when a CPU would otherwise be idle), else nice 19 on Linux (there `setpriority` with `who` 0
+/// is the calling thread). Elsewhere nothing is changed: `setpriority` would renice the whole
+/// process.
 ///
-/// Not `SCHED_IDLE`: handing lines to a subscriber wakes its tokio task, which may briefly take
-/// the runtime's scheduler lock; a thread at idle priority could be kept off the CPU while it
-/// holds that lock and stall the ingest workers. At nice 19 it still gets a small, steady share.
+/// A thread at idle priority may wait long for the CPU, so it must hold nothing others wait
+/// for: it shares no lock with ingest, and it never wakes a tokio task (subscribers poll their
+/// channel), so it never takes the runtime's scheduler lock.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler reads `param` for the duration of the call; pid 0 is the
+        // calling thread.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+            return;
+        }
         // SAFETY: setpriority takes plain integers; who 0 is the calling thread on Linux.
         if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) } != 0 {
             tracing::debug!("tail: could not lower the filter thread's priority");
@@ -484,10 +491,15 @@ const CHUNK_BYTES: usize = 256 << 10;
 pub struct Subscription {
     hub: Arc<Hub>,
     shared: Arc<Shared>,
-    rx: UnboundedReceiver<Item>,
+    rx: Receiver<Item>,
     delivered: u64,
     done: bool,
+    /// How long the stream has had nothing to send (for the heartbeat).
+    quiet: Duration,
 }
+
+/// How often a subscriber's task looks for new lines: the most a line waits on the server.
+const POLL: Duration = Duration::from_millis(20);
 
 impl Subscription {
     /// The next bytes of the stream: event lines, `# weir: ...` control lines, or an empty
@@ -498,17 +510,25 @@ impl Subscription {
             if self.done {
                 return None;
             }
+            // The channel is polled rather than awaited: the filter thread then never wakes a
+            // tokio task, so it never touches the runtime's scheduler (see `lower_priority`).
             let first = match self.rx.try_recv() {
-                Ok(item) => item,
-                Err(_) => {
-                    match tokio::time::timeout(self.hub.config.heartbeat, self.rx.recv()).await {
-                        Err(_) => return Some(Bytes::from_static(b"\n")),
-                        Ok(Some(item)) => item,
-                        Ok(None) => {
-                            self.done = true;
-                            return None;
-                        }
+                Ok(item) => {
+                    self.quiet = Duration::ZERO;
+                    item
+                }
+                Err(TryRecvError::Empty) => {
+                    if self.quiet >= self.hub.config.heartbeat {
+                        self.quiet = Duration::ZERO;
+                        return Some(Bytes::from_static(b"\n"));
                     }
+                    tokio::time::sleep(POLL).await;
+                    self.quiet += POLL;
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => {
+                    self.done = true;
+                    return None;
                 }
             };
             if let Some(chunk) = self.render(first) {
