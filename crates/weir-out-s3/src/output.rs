@@ -775,4 +775,10 @@ impl ChunkSink for S3Output {
     fn write<'a>(&'a self, chunk: &'a ChunkRef) -> BoxFuture<'a, Result<(), WriteError>> {
         Box::pin(self.write_chunk(chunk))
     }
+
+    /// The body is made from [`ChunkRef::event_reader`], a block at a time: the flusher need
+    /// not load the chunk.
+    fn reads_whole_chunk(&self) -> bool {
+        false
+    }
 }
