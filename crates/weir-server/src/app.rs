@@ -155,6 +155,51 @@ impl Builder {
         }
     }
 
+    /// A buffered output: reads its `<secondary>` (which may add to the buffer's chunk keys),
+    /// describes it into `desc` as `what`, and starts the primary sink with `start`, then the
+    /// secondary, when weir starts.
+    #[allow(clippy::too_many_arguments)]
+    fn buffered<F, Fut>(
+        &mut self,
+        s: &mut Section<'_>,
+        id: String,
+        type_name: &str,
+        mut buffer: weir_store::BufferConfig,
+        format: weir_out_file::PrimaryFormat,
+        what: &str,
+        line: &str,
+        desc: &mut String,
+        start: F,
+    ) -> Arc<dyn Output>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<Arc<dyn ChunkSink>, String>> + Send + 'static,
+    {
+        use crate::outputs::secondary::{describe_secondary, read_secondary, start_secondary};
+        let secondary = read_secondary(
+            s,
+            type_name,
+            format,
+            &mut buffer,
+            &mut self.errors,
+            &mut self.warnings,
+        );
+        let _ = writeln!(
+            desc,
+            "{id} ({what}){} [{line}]",
+            describe_secondary(&secondary)
+        );
+        let starter: SinkStarter = Box::new(move || {
+            Box::pin(async move {
+                Ok(Sinks {
+                    primary: start().await?,
+                    secondary: start_secondary(secondary).await?,
+                })
+            })
+        });
+        Arc::new(BufferedOutput::new(id, buffer, starter))
+    }
+
     /// Reads a plugin's `@log_level`.
     fn log_level(&mut self, s: &mut Section<'_>, id: &str) {
         if let Some(level) = crate::log_level::read_level(s, "@log_level", &mut self.errors) {
@@ -235,7 +280,7 @@ impl Builder {
                 Arc::new(StdoutOutput::new(id))
             }
             "file" => {
-                let (config, mut buffer) = match weir_out_file::FileOutputConfig::from_section(s) {
+                let (config, buffer) = match weir_out_file::FileOutputConfig::from_section(s) {
                     Ok(c) => c,
                     Err(mut e) => {
                         self.errors.append(&mut e);
@@ -246,34 +291,22 @@ impl Builder {
                     formatter: Some(Arc::clone(&config.formatter)),
                     inject: config.inject.clone().map(Arc::new),
                 };
-                let secondary = crate::outputs::secondary::read_secondary(
-                    s,
-                    "file",
-                    format,
-                    &mut buffer,
-                    &mut self.errors,
-                    &mut self.warnings,
-                );
-                let _ = writeln!(
-                    desc,
-                    "{id} (file {}){} [{line}]",
-                    config.path,
-                    crate::outputs::secondary::describe_secondary(&secondary)
-                );
+                let what = format!("file {}", config.path);
                 let sink: Arc<dyn ChunkSink> = Arc::new(weir_out_file::FileOutput::new(config));
-                let starter: SinkStarter = Box::new(move || {
-                    Box::pin(async move {
-                        Ok(Sinks {
-                            primary: sink,
-                            secondary: crate::outputs::secondary::start_secondary(secondary)
-                                .await?,
-                        })
-                    })
-                });
-                Arc::new(BufferedOutput::new(id, buffer, starter))
+                self.buffered(
+                    s,
+                    id,
+                    "file",
+                    buffer,
+                    format,
+                    &what,
+                    &line,
+                    desc,
+                    move || std::future::ready(Ok(sink)),
+                )
             }
             "s3" => {
-                let (config, mut buffer) = match weir_out_s3::S3OutputConfig::from_section(s) {
+                let (config, buffer) = match weir_out_s3::S3OutputConfig::from_section(s) {
                     Ok(c) => c,
                     Err(mut e) => {
                         self.errors.append(&mut e);
@@ -284,71 +317,52 @@ impl Builder {
                     formatter: Some(Arc::clone(&config.formatter)),
                     inject: config.inject.clone(),
                 };
-                let secondary = crate::outputs::secondary::read_secondary(
-                    s,
-                    "s3",
-                    format,
-                    &mut buffer,
-                    &mut self.errors,
-                    &mut self.warnings,
-                );
-                let _ = writeln!(
-                    desc,
-                    "{id} (s3 bucket {}){} [{line}]",
-                    config.s3_bucket,
-                    crate::outputs::secondary::describe_secondary(&secondary)
-                );
+                let what = format!("s3 bucket {}", config.s3_bucket);
                 // Credentials and the bucket are checked when weir starts, not by weir check.
-                let starter: SinkStarter = Box::new(move || {
-                    Box::pin(async move {
+                self.buffered(
+                    s,
+                    id,
+                    "s3",
+                    buffer,
+                    format,
+                    &what,
+                    &line,
+                    desc,
+                    move || async move {
                         let out = weir_out_s3::S3Output::start(config)
                             .await
                             .map_err(|e| e.to_string())?;
-                        Ok(Sinks {
-                            primary: Arc::new(out) as Arc<dyn ChunkSink>,
-                            secondary: crate::outputs::secondary::start_secondary(secondary)
-                                .await?,
-                        })
-                    })
-                });
-                Arc::new(BufferedOutput::new(id, buffer, starter))
+                        Ok(Arc::new(out) as Arc<dyn ChunkSink>)
+                    },
+                )
             }
             "webhook" => {
-                let (config, mut buffer) = match weir_out_webhook::WebhookConfig::from_section(s) {
+                let (config, buffer) = match weir_out_webhook::WebhookConfig::from_section(s) {
                     Ok(c) => c,
                     Err(mut e) => {
                         self.errors.append(&mut e);
                         return None;
                     }
                 };
-                // No formatter: a secondary_file gets msgpack, as for Fluentd's forward.
-                let secondary = crate::outputs::secondary::read_secondary(
-                    s,
-                    "webhook",
-                    weir_out_file::PrimaryFormat::default(),
-                    &mut buffer,
-                    &mut self.errors,
-                    &mut self.warnings,
-                );
                 // The URL is a secret: the plan shows its scheme and host only.
-                let _ = writeln!(
+                let what = format!("webhook {}", config.redacted_url());
+                // No formatter: a secondary_file gets msgpack, as for Fluentd's forward.
+                let format = weir_out_file::PrimaryFormat::default();
+                self.buffered(
+                    s,
+                    id,
+                    "webhook",
+                    buffer,
+                    format,
+                    &what,
+                    &line,
                     desc,
-                    "{id} (webhook {}){} [{line}]",
-                    config.redacted_url(),
-                    crate::outputs::secondary::describe_secondary(&secondary)
-                );
-                let starter: SinkStarter = Box::new(move || {
-                    Box::pin(async move {
+                    move || async move {
                         let out = weir_out_webhook::WebhookOutput::new(config)
                             .map_err(|e| e.to_string())?;
-                        Ok(Sinks {
-                            primary: Arc::new(out) as Arc<dyn ChunkSink>,
-                            secondary: crate::outputs::secondary::start_secondary(secondary)
-                                .await?,
-                        })
-                    })
-                });
-                Arc::new(BufferedOutput::new(id, buffer, starter))
+                        Ok(Arc::new(out) as Arc<dyn ChunkSink>)
+                    },
+                )
             }
             "secondary_file" => {
                 self.errors.push(s.error(
