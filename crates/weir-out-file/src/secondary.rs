@@ -38,7 +38,7 @@ use weir_config::{ConfigError, Section};
 use weir_format::{Formatter, Inject, TimeZoneSpec};
 use weir_proto::EventTime;
 use weir_route::placeholder::Template;
-use weir_store::{ChunkKeySpec, ChunkRef, ChunkSink, TimekeyZone, WriteError};
+use weir_store::{blocking, ChunkKeySpec, ChunkRef, ChunkSink, TimekeyZone, WriteError};
 
 use crate::error::FileOutputError;
 use crate::path::{PathTemplate, RubyStrftime};
@@ -169,16 +169,6 @@ pub struct SecondaryFileOutput {
     cfg: SecondaryFileConfig,
     /// Serialises writers of one output (Fluentd takes an exclusive `flock`).
     write_lock: Mutex<()>,
-}
-
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    let multi = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi {
-        tokio::task::block_in_place(f)
-    } else {
-        f()
-    }
 }
 
 impl SecondaryFileOutput {

@@ -852,14 +852,7 @@ fn relative_path(from: &Path, target: &Path) -> PathBuf {
 impl ChunkSink for FileOutput {
     fn write<'a>(&'a self, chunk: &'a ChunkRef) -> BoxFuture<'a, Result<(), WriteError>> {
         Box::pin(async move {
-            let run = || self.write_chunk(chunk);
-            let multi = tokio::runtime::Handle::try_current()
-                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-            let r = if multi {
-                tokio::task::block_in_place(run)
-            } else {
-                run()
-            };
+            let r = weir_store::blocking(|| self.write_chunk(chunk));
             match r {
                 Ok(p) => {
                     tracing::debug!(chunk_id = chunk.id(), file = %p.display(), "chunk written");

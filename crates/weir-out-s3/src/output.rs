@@ -20,7 +20,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use md5::Digest as _;
-use weir_store::{ChunkRef, ChunkSink, WriteError};
+use weir_store::{blocking, ChunkRef, ChunkSink, WriteError};
 
 use crate::config::{S3OutputConfig, StoreAs};
 use crate::error::S3Error;
@@ -114,17 +114,6 @@ fn uuid_v4() -> String {
         &h[16..20],
         &h[20..32]
     )
-}
-
-/// Runs blocking work (an fsync, compressing a large chunk) without stalling other tasks when
-/// the runtime has several worker threads.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
 }
 
 fn unix_now() -> i64 {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use futures::future::BoxFuture;
 use weir_proto::EventTime;
-use weir_store::{ChunkRef, ChunkSink, WriteError};
+use weir_store::{blocking, ChunkRef, ChunkSink, WriteError};
 
 use crate::client::{tls_config, HttpClient};
 use crate::config::WebhookConfig;
@@ -29,17 +29,6 @@ pub struct WebhookOutput {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Runs blocking chunk-store I/O without stalling the other tasks of a multi-thread runtime.
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    let multi = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi {
-        tokio::task::block_in_place(f)
-    } else {
-        f()
-    }
 }
 
 impl WebhookOutput {

@@ -10,6 +10,18 @@ use crate::error::{StoreError, WriteError};
 use crate::retry::RetryState;
 use crate::store::{lock, Buffer, ChunkRef, Inner, DRAIN, RUNNING, STOP};
 
+/// Runs blocking work of a [`ChunkSink::write`] (reading a chunk file, an fsync, compressing)
+/// on the current thread without stalling the runtime's other tasks: with `block_in_place` on
+/// a multi-thread runtime, directly otherwise (a current-thread runtime, no runtime).
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// Where chunks go: an output (file, S3, forward) implements this.
 pub trait ChunkSink: Send + Sync + 'static {
     /// Writes one chunk. `Ok` means the chunk may be deleted from the buffer. The future is

@@ -33,7 +33,7 @@ pub use config::{
     BufferConfig, BufferDefaults, BufferType, Compress, FileLayout, FlushMode, OverflowAction,
 };
 pub use error::{StoreError, WriteError};
-pub use flush::{spawn_flusher, ChunkSink};
+pub use flush::{blocking, spawn_flusher, ChunkSink};
 pub use key::{ChunkKey, ChunkKeySpec, RecordKey, TimekeyZone};
 pub use read::{ChunkEvents, ChunkReader, TaggedEvent};
 pub use retry::{RetryParams, RetryState};
