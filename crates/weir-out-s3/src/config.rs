@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_config::{ConfigError, Element, Section};
+use weir_config::{ConfigError, Section};
 use weir_format::{formatter_from_section, writes_tag, Formatter, Inject, TimeZoneSpec};
 use weir_store::{BufferConfig, BufferDefaults, TimekeyZone};
 
@@ -428,21 +428,7 @@ impl S3OutputConfig {
             memory: true,
             path: None,
         };
-        let empty;
-        let buffer = match buffer_section {
-            Some(mut b) => BufferConfig::from_section(&mut b, defaults),
-            None => {
-                empty = Element {
-                    name: "buffer".to_string(),
-                    arg: String::new(),
-                    params: Vec::new(),
-                    elements: Vec::new(),
-                    location: s.location().clone(),
-                };
-                let mut b = Section::new(&empty, format!("{} <buffer>", s.context()));
-                BufferConfig::from_section(&mut b, defaults)
-            }
-        };
+        let buffer = BufferConfig::from_output(buffer_section, s, defaults);
         let buffer = match buffer {
             Ok(b) => Some(b),
             Err(mut e) => {

@@ -359,20 +359,8 @@ impl WebhookConfig {
             memory: true,
             path: None,
         };
-        let buffer = match collect(&mut errors, s.section("buffer")) {
-            Some(mut b) => BufferConfig::from_section(&mut b, defaults),
-            None => {
-                let empty = weir_config::Element {
-                    name: "buffer".into(),
-                    arg: String::new(),
-                    params: Vec::new(),
-                    elements: Vec::new(),
-                    location: s.location().clone(),
-                };
-                let mut b = Section::new(&empty, format!("{} <buffer>", s.context()));
-                BufferConfig::from_section(&mut b, defaults)
-            }
-        };
+        let buffer =
+            BufferConfig::from_output(collect(&mut errors, s.section("buffer")), s, defaults);
         let mut buffer = match buffer {
             Ok(b) => Some(b),
             Err(mut e) => {

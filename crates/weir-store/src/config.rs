@@ -260,6 +260,29 @@ impl BufferConfig {
         matches!(self.buffer_type, BufferType::File(_))
     }
 
+    /// Reads an output's `<buffer>` section (`buffer`), or, when the output (`output`) has
+    /// none, takes the defaults as an empty section at the output's line would give them.
+    pub fn from_output(
+        buffer: Option<Section<'_>>,
+        output: &Section<'_>,
+        defaults: BufferDefaults,
+    ) -> Result<Self, Vec<ConfigError>> {
+        match buffer {
+            Some(mut b) => BufferConfig::from_section(&mut b, defaults),
+            None => {
+                let empty = weir_config::Element {
+                    name: "buffer".into(),
+                    arg: String::new(),
+                    params: Vec::new(),
+                    elements: Vec::new(),
+                    location: output.location().clone(),
+                };
+                let mut b = Section::new(&empty, format!("{} <buffer>", output.context()));
+                BufferConfig::from_section(&mut b, defaults)
+            }
+        }
+    }
+
     /// Reads a `<buffer>` section. Every problem is reported, each with its file and line.
     /// Parameters weir does not implement are errors that name them.
     pub fn from_section(
