@@ -5,20 +5,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
-use weir_e2e::{python, record, run_with_timeout, with_chunk, RawClient, Weir};
-use weir_proto::{encode_forward, EventTime};
+use weir_e2e::{python, run_with_timeout, send_json_acked, Weir};
 
 /// Sends one Forward-mode request with an ack and waits for the ack.
 fn send(weir: &Weir, tag: &str, records: &[&str]) {
-    let entries: Vec<(EventTime, Vec<u8>)> = records
-        .iter()
-        .map(|r| (EventTime::new(1_700_000_000, 0), record(r)))
-        .collect();
-    let refs: Vec<(EventTime, &[u8])> = entries.iter().map(|(t, r)| (*t, r.as_slice())).collect();
-    let mut c = RawClient::connect(weir);
-    c.send(&encode_forward(tag, &refs, &with_chunk("c1")));
+    let ack = send_json_acked(weir, tag, "c1", records);
     assert_eq!(
-        c.ack().expect("weir closed the connection without an ack"),
+        ack.expect("weir closed the connection without an ack"),
         "c1"
     );
 }

@@ -11,20 +11,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hook_server::{Answer, HookServer};
-use weir_e2e::{record, root, weir_bin, with_chunk, RawClient, Scratch, Weir};
-use weir_proto::{encode_forward, EventTime};
+use weir_e2e::{root, send_json_acked, weir_bin, Scratch, Weir};
 
 const T: u32 = 1_700_000_000;
 
 fn send(weir: &Weir, tag: &str, records: &[&str]) {
-    let recs: Vec<Vec<u8>> = records.iter().map(|r| record(r)).collect();
-    let entries: Vec<(EventTime, &[u8])> = recs
-        .iter()
-        .map(|r| (EventTime::new(T, 0), r.as_slice()))
-        .collect();
-    let mut c = RawClient::connect(weir);
-    c.send(&encode_forward(tag, &entries, &with_chunk("s1")));
-    assert_eq!(c.ack().expect("an ack"), "s1");
+    assert_eq!(
+        send_json_acked(weir, tag, "s1", records).expect("an ack"),
+        "s1"
+    );
 }
 
 fn log(weir: &Weir) -> String {

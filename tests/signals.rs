@@ -10,8 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use weir_e2e::{record, run_with_timeout, weir_bin, with_chunk, RawClient, Weir};
-use weir_proto::{encode_forward, EventTime};
+use weir_e2e::{run_with_timeout, send_json_acked, weir_bin, Weir};
 
 /// Two buffered outputs (one per tag), both flushing once an hour.
 const CONFIG: &str = r#"
@@ -56,17 +55,12 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// Sends `n` events with ids `{prefix}{i}` to `tag` in one acked request.
 fn send_acked(weir: &Weir, tag: &str, prefix: &str, n: usize) {
-    let records: Vec<Vec<u8>> = (0..n)
-        .map(|i| record(&format!(r#"{{"id":"{prefix}{i}"}}"#)))
+    let records: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"id":"{prefix}{i}"}}"#))
         .collect();
-    let entries: Vec<(EventTime, &[u8])> = records
-        .iter()
-        .map(|r| (EventTime::new(1_700_000_000, 0), r.as_slice()))
-        .collect();
-    let mut c = RawClient::connect(weir);
     let chunk = format!("{tag}-{prefix}");
-    c.send(&encode_forward(tag, &entries, &with_chunk(&chunk)));
-    assert_eq!(c.ack().as_deref(), Some(chunk.as_bytes()), "ack for {tag}");
+    let ack = send_json_acked(weir, tag, &chunk, &records);
+    assert_eq!(ack.as_deref(), Some(chunk.as_bytes()), "ack for {tag}");
 }
 
 /// The ids in the LTSV files whose names start with `stem` in `dir`.

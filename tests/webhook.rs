@@ -8,22 +8,12 @@ mod hook_server;
 use std::time::Duration;
 
 use hook_server::{Answer, HookServer};
-use weir_e2e::{record, with_chunk, RawClient, Weir};
-use weir_proto::{encode_forward, EventTime};
-
-const T: u32 = 1_700_000_000;
+use weir_e2e::{send_json_acked, Weir};
 
 /// Sends `records` (JSON) under `tag` in one forward request and waits for the ack.
 fn send(weir: &Weir, tag: &str, records: &[&str]) {
-    let recs: Vec<Vec<u8>> = records.iter().map(|r| record(r)).collect();
-    let entries: Vec<(EventTime, &[u8])> = recs
-        .iter()
-        .map(|r| (EventTime::new(T, 0), r.as_slice()))
-        .collect();
-    let mut c = RawClient::connect(weir);
-    c.send(&encode_forward(tag, &entries, &with_chunk("c1")));
     assert_eq!(
-        c.ack().expect("an ack"),
+        send_json_acked(weir, tag, "c1", records).expect("an ack"),
         "c1",
         "weir's log:\n{}",
         weir.stderr_lines().join("\n")

@@ -427,6 +427,32 @@ pub fn record(json: &str) -> Vec<u8> {
     out
 }
 
+/// The event time the tests' requests carry: 2023-11-14T22:13:20Z.
+pub const TEST_TIME: u32 = 1_700_000_000;
+
+/// Sends the JSON `records` under `tag` as one Forward-mode request (every event at
+/// [`TEST_TIME`]) asking for an ack with id `chunk`, on a new connection, and waits for the
+/// ack. Returns the ack's id, or `None` when weir closed the connection without one.
+pub fn send_json_acked<S: AsRef<str>>(
+    weir: &Weir,
+    tag: &str,
+    chunk: &str,
+    records: &[S],
+) -> Option<Bytes> {
+    let recs: Vec<Vec<u8>> = records.iter().map(|r| record(r.as_ref())).collect();
+    let entries: Vec<(weir_proto::EventTime, &[u8])> = recs
+        .iter()
+        .map(|r| (weir_proto::EventTime::new(TEST_TIME, 0), r.as_slice()))
+        .collect();
+    let mut c = RawClient::connect(weir);
+    c.send(&weir_proto::encode_forward(
+        tag,
+        &entries,
+        &with_chunk(chunk),
+    ));
+    c.ack()
+}
+
 /// Encoding options that ask for an ack with this chunk id.
 pub fn with_chunk(chunk: &str) -> EncodeOptions {
     EncodeOptions {
