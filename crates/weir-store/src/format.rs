@@ -19,6 +19,11 @@
 //!
 //! Readers accept both kinds, mixed in one chunk and even in one block (a chunk written before
 //! a restart whose configuration changed keeps its older entries).
+//!
+//! A chunk file that is still being written may end with fewer than [`PAGE`] zero bytes after
+//! its last block: the padding of a direct write (see the store's `direct` module). A zero
+//! length ends a scan there, recovery cuts such padding off without calling it damage, and a
+//! chunk file is cut to its last block before it is queued for delivery.
 
 use std::io::Read;
 
@@ -32,6 +37,16 @@ pub const MAX_BLOCK: u32 = 1 << 30;
 
 /// The sidecar's format version.
 pub const META_VERSION: u32 = 1;
+
+/// The page size of direct writes: a chunk file being written may end with up to this many
+/// zero bytes, less one, after its last block.
+pub const PAGE: usize = 4096;
+
+/// True when `bytes`, what follows the last intact block of a chunk file, is only the zero
+/// padding of a direct write: shorter than a [`PAGE`] and all zeros.
+pub fn is_padding(bytes: &[u8]) -> bool {
+    bytes.len() < PAGE && bytes.iter().all(|&b| b == 0)
+}
 
 /// The CRC of a block: CRC-32C of its four length bytes followed by its payload.
 pub(crate) fn crc_of(len: [u8; 4], payload: &[u8]) -> u32 {

@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+mod direct;
 mod error;
 mod flush;
 pub mod format;

@@ -16,6 +16,7 @@ use tokio::sync::{oneshot, Notify};
 use weir_proto::{EventBatch, EventTime};
 
 use crate::config::{BufferConfig, BufferType, Compress, FileLayout, FlushMode, OverflowAction};
+use crate::direct;
 use crate::error::StoreError;
 use crate::format::{self, MetaFile};
 use crate::key::ChunkKey;
@@ -89,6 +90,10 @@ struct FileState {
     len: u64,
     on_disk: bool,
     queued: bool,
+    /// The data file is written with `O_DIRECT` (see [`crate::direct`]): in whole pages, the
+    /// last partial one kept in `tail`.
+    direct: bool,
+    tail: direct::Tail,
 }
 
 /// One chunk: its key, its counters and where its bytes are.
@@ -444,6 +449,8 @@ impl Inner {
                 len: 0,
                 on_disk: false,
                 queued: false,
+                direct: false,
+                tail: direct::Tail::default(),
             })),
         };
         Arc::new(Chunk {
@@ -919,13 +926,14 @@ impl Inner {
 /// The commit thread of one shard: takes one command, then everything that queued behind it,
 /// and commits them together.
 fn commit_thread(inner: Weak<Inner>, rx: mpsc::Receiver<Cmd>) {
+    let mut staging = direct::Staging::default();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
         let Some(inner) = inner.upgrade() else { return };
-        if !inner.commit_batch(batch) {
+        if !inner.commit_batch(batch, &mut staging) {
             return;
         }
     }
@@ -936,7 +944,7 @@ type WriteReq = (Vec<u8>, u64, u64, oneshot::Sender<Result<(), StoreError>>);
 
 impl Inner {
     /// Commits one batch; false when told to stop.
-    fn commit_batch(&self, batch: Vec<Cmd>) -> bool {
+    fn commit_batch(&self, batch: Vec<Cmd>, staging: &mut direct::Staging) -> bool {
         self.batches.fetch_add(1, Ordering::Relaxed);
         let mut groups: Vec<(Arc<Chunk>, Vec<WriteReq>)> = Vec::new();
         let mut seals = Vec::new();
@@ -962,7 +970,7 @@ impl Inner {
         for (chunk, reqs) in groups {
             let total: u64 = reqs.iter().map(|(_, _, b, _)| *b).sum();
             let records: u64 = reqs.iter().map(|(_, r, _, _)| *r).sum();
-            let result = self.write_chunk(&chunk, &reqs);
+            let result = self.write_chunk(&chunk, &reqs, staging);
             if result.is_err() {
                 self.unreserve(&chunk, records, total);
             }
@@ -995,7 +1003,12 @@ impl Inner {
 
     /// Writes the framed blocks of one batch to a chunk file, one after the other, and
     /// fdatasyncs it once. On failure the file is cut back to its committed length.
-    fn write_chunk(&self, chunk: &Chunk, reqs: &[WriteReq]) -> Result<(), StoreError> {
+    fn write_chunk(
+        &self,
+        chunk: &Chunk,
+        reqs: &[WriteReq],
+        staging: &mut direct::Staging,
+    ) -> Result<(), StoreError> {
         let Storage::File(fs) = &chunk.storage else {
             return Ok(());
         };
@@ -1006,23 +1019,21 @@ impl Inner {
         if !fs.on_disk {
             let meta = chunk.meta(self.cfg.compress, "staged", &lock(&chunk.extra));
             write_meta(&fs.meta_path, layout.file_mode, &meta)?;
-            let file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(layout.file_mode)
-                .open(&fs.data_path)
+            let (file, is_direct) = direct::create(&fs.data_path, layout.file_mode)
                 .map_err(|e| StoreError::io("create", &fs.data_path, &e))?;
             sync_dir(&layout.dir)?;
             fs.file = Some(file);
             fs.len = 0;
             fs.on_disk = true;
+            fs.direct = is_direct;
+            fs.tail = direct::Tail::default();
         }
         let len = fs.len;
         let path = fs.data_path.clone();
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.block_writes
             .fetch_add(reqs.len() as u64, Ordering::Relaxed);
+        let fs = &mut *fs;
         let Some(file) = fs.file.as_ref() else {
             return Err(StoreError::io(
                 "write",
@@ -1033,12 +1044,20 @@ impl Inner {
         let commit_started = std::time::Instant::now();
         let mut end = len;
         let mut r = Ok(());
-        for (block, _, _, _) in reqs {
-            if let Err(e) = file.write_all_at(block, end) {
-                r = Err(StoreError::io("write", &path, &e));
-                break;
+        if fs.direct {
+            let blocks: Vec<&[u8]> = reqs.iter().map(|(b, _, _, _)| b.as_slice()).collect();
+            match direct::write(file, staging, &mut fs.tail, len, &blocks) {
+                Ok(e) => end = e,
+                Err(e) => r = Err(StoreError::io("write", &path, &e)),
             }
-            end += block.len() as u64;
+        } else {
+            for (block, _, _, _) in reqs {
+                if let Err(e) = file.write_all_at(block, end) {
+                    r = Err(StoreError::io("write", &path, &e));
+                    break;
+                }
+                end += block.len() as u64;
+            }
         }
         let r = r.and_then(|()| {
             file.sync_data()
@@ -1075,6 +1094,12 @@ impl Inner {
                 let _ = fs::remove_file(&fs.meta_path);
             }
             return false;
+        }
+        if fs.direct {
+            // The zeros past the committed length were only page padding.
+            if let Some(Err(e)) = fs.file.as_ref().map(|f| f.set_len(fs.len)) {
+                tracing::error!(buffer = %self.name, path = %fs.data_path.display(), "cannot cut the page padding off a chunk file: {e}");
+            }
         }
         let meta = chunk.meta(self.cfg.compress, "queued", &lock(&chunk.extra));
         if let Err(e) = write_meta(&fs.meta_path, layout.file_mode, &meta) {
@@ -1504,7 +1529,16 @@ impl Inner {
                     }
                 }
             }
-            if good_len < data.len() {
+            if good_len < data.len() && format::is_padding(&data[good_len..]) {
+                // Only the zero padding of the last direct write: not damage.
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| StoreError::io("open", &path, &e))?;
+                f.set_len(good_len as u64)
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| StoreError::io("truncate", &path, &e))?;
+            } else if good_len < data.len() {
                 fs::create_dir_all(&corrupt_dir)
                     .map_err(|e| StoreError::io("create", &corrupt_dir, &e))?;
                 let name = path
@@ -1557,6 +1591,8 @@ impl Inner {
                     len: good_len as u64,
                     on_disk: true,
                     queued: is_queued,
+                    direct: false,
+                    tail: direct::Tail::default(),
                 })),
             });
             report.records += records;

@@ -1,0 +1,272 @@
+//! Chunk-file writes that bypass the page cache (`O_DIRECT`).
+//!
+//! A buffered write copies every byte into the page cache, and the fdatasync that follows then
+//! has the kernel find, lock and write back those pages: on the durable path that bookkeeping
+//! costs more CPU than parsing the requests. With `O_DIRECT` the disk reads the bytes straight
+//! from weir's memory, and the page cache is not involved at all.
+//!
+//! Direct writes must start at an offset, come from an address and have a length that are all
+//! multiples of the device's block size ([`ALIGN`] here, which suits every device with blocks
+//! of up to 4 KiB). A chunk file, though, is blocks back to back with no gaps (see
+//! [`crate::format`]). So each commit writes whole 4 KiB pages: the bytes already in the last,
+//! partly filled page (kept in memory, [`Tail`]) followed by the new blocks, padded with zeros
+//! up to the next page boundary. The next commit writes that page again, with its own blocks
+//! where the zeros were. Rewriting the committed bytes of a page with the same bytes cannot
+//! damage them, whatever a crash interrupts: every sector of the page holds either its old or
+//! its new contents, and the two agree wherever old bytes were committed.
+//!
+//! The zeros past the committed length are never part of the chunk: a zero block length ends
+//! a scan (recovery cuts them off like any torn tail, quietly when they are only padding), and
+//! a chunk file is cut to its committed length before it is queued for delivery.
+//!
+//! Where the filesystem refuses `O_DIRECT` (tmpfs, some network filesystems), the chunk file
+//! is opened normally and written through the page cache, as before.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Offsets, addresses and lengths of direct writes are multiples of this.
+pub(crate) const ALIGN: usize = crate::format::PAGE;
+
+/// Most bytes one commit thread stages for a direct write; a bigger batch is written in
+/// several pieces of this size (and synced once).
+pub(crate) const STAGING: usize = 4 << 20;
+
+/// Opens a new chunk data file for writing, with `O_DIRECT` where the filesystem allows it.
+/// Returns the file and whether it is direct.
+pub(crate) fn create(path: &Path, mode: u32) -> io::Result<(File, bool)> {
+    let open = |flags: i32| {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .custom_flags(flags)
+            .open(path)
+    };
+    match open(libc::O_DIRECT) {
+        Ok(f) => Ok((f, true)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok((open(0)?, false)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The committed bytes of a direct chunk file's last, partly filled page.
+#[derive(Debug, Default)]
+pub(crate) struct Tail(Vec<u8>);
+
+impl Tail {
+    fn page_start(len: u64) -> u64 {
+        len - len % ALIGN as u64
+    }
+}
+
+/// A commit thread's aligned staging memory, reused from one commit to the next.
+#[derive(Default)]
+pub(crate) struct Staging {
+    mem: Vec<u8>,
+    /// Where the aligned part of `mem` starts.
+    start: usize,
+    /// Bytes staged so far (from `start`).
+    used: usize,
+}
+
+impl Staging {
+    fn ensure(&mut self) {
+        if self.mem.is_empty() {
+            self.mem = vec![0; STAGING + ALIGN];
+            self.start = self.mem.as_ptr().align_offset(ALIGN).min(ALIGN);
+        }
+    }
+
+    fn room(&self) -> usize {
+        STAGING - self.used
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let at = self.start + self.used;
+        self.mem[at..at + bytes.len()].copy_from_slice(bytes);
+        self.used += bytes.len();
+    }
+
+    /// Pads what is staged with zeros up to a whole number of pages and returns it.
+    fn padded(&mut self) -> &[u8] {
+        let end = self.used.div_ceil(ALIGN) * ALIGN;
+        let (from, to) = (self.start + self.used, self.start + end);
+        self.mem[from..to].fill(0);
+        &self.mem[self.start..to]
+    }
+}
+
+/// Writes `blocks` to a direct chunk file whose committed length is `len` and whose last
+/// partial page is `tail`, in whole pages starting at the page that holds `len`. Does not sync.
+/// Returns the new committed length; `tail` then holds the new last partial page. On error
+/// the file holds the old committed bytes up to `len` and anything past it is garbage that the
+/// caller cuts off; `tail` is left as it was.
+pub(crate) fn write(
+    file: &File,
+    staging: &mut Staging,
+    tail: &mut Tail,
+    len: u64,
+    blocks: &[&[u8]],
+) -> io::Result<u64> {
+    staging.ensure();
+    staging.used = 0;
+    let mut at = Tail::page_start(len);
+    debug_assert_eq!((len - at) as usize, tail.0.len());
+    staging.push(&tail.0);
+    let mut end = len;
+    for block in blocks {
+        let mut rest: &[u8] = block;
+        while !rest.is_empty() {
+            if staging.room() == 0 {
+                file.write_all_at(staging.padded(), at)?;
+                at += STAGING as u64;
+                staging.used = 0;
+            }
+            let n = rest.len().min(staging.room());
+            staging.push(&rest[..n]);
+            rest = &rest[n..];
+        }
+        end += block.len() as u64;
+    }
+    let partial = staging.used % ALIGN;
+    let last_page = staging.start + staging.used - partial;
+    let new_tail = staging.mem[last_page..last_page + partial].to_vec();
+    file.write_all_at(staging.padded(), at)?;
+    tail.0 = new_tail;
+    Ok(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::is_padding;
+    use proptest::prelude::*;
+
+    /// A fresh directory under the system temp dir.
+    fn disk_dir(name: &str) -> std::path::PathBuf {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "weir-direct-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// True when `dir` is on ext4 or xfs, which always take O_DIRECT.
+    fn takes_o_direct(dir: &Path) -> bool {
+        use std::os::unix::ffi::OsStrExt as _;
+        let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: statfs writes into the zeroed struct and reads the NUL-terminated path.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+            return false;
+        }
+        const EXT4: i64 = 0xEF53;
+        const XFS: i64 = 0x5846_5342;
+        matches!(st.f_type as i64, EXT4 | XFS)
+    }
+
+    fn check_appends(dir: &Path, name: &str, commits: &[Vec<Vec<u8>>]) -> bool {
+        let path = dir.join(name);
+        let (file, direct) = create(&path, 0o600).unwrap();
+        let mut staging = Staging::default();
+        let mut tail = Tail::default();
+        let mut len = 0u64;
+        let mut expected = Vec::new();
+        for blocks in commits {
+            let refs: Vec<&[u8]> = blocks.iter().map(|b| b.as_slice()).collect();
+            if direct {
+                len = write(&file, &mut staging, &mut tail, len, &refs).unwrap();
+            } else {
+                for b in &refs {
+                    file.write_all_at(b, len).unwrap();
+                    len += b.len() as u64;
+                }
+            }
+            for b in blocks {
+                expected.extend_from_slice(b);
+            }
+            assert_eq!(len, expected.len() as u64);
+        }
+        let on_disk = std::fs::read(&path).unwrap();
+        assert_eq!(&on_disk[..expected.len()], &expected[..]);
+        assert!(is_padding(&on_disk[expected.len()..]));
+        if direct {
+            assert_eq!(on_disk.len() % ALIGN, 0);
+        }
+        direct
+    }
+
+    #[test]
+    fn commits_land_back_to_back_with_only_padding_after_them() {
+        let dir = disk_dir("fixed");
+        let big = vec![7u8; STAGING + 3 * ALIGN + 5];
+        let commits = vec![
+            vec![b"one".to_vec()],
+            vec![vec![1u8; ALIGN - 3], b"two".to_vec()],
+            vec![vec![2u8; 10]],
+            vec![big, vec![9u8; 1]],
+            vec![vec![3u8; ALIGN]],
+        ];
+        let direct = check_appends(&dir, "chunk", &commits);
+        if takes_o_direct(&dir) {
+            assert!(
+                direct,
+                "{} is on ext4 or xfs but was not opened O_DIRECT",
+                dir.display()
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_filesystem_without_o_direct_gets_a_normal_file() {
+        // /dev/shm is tmpfs on Linux; older kernels refuse O_DIRECT there.
+        let dir = std::path::Path::new("/dev/shm");
+        if !dir.is_dir() {
+            return;
+        }
+        let path = dir.join(format!("weir-direct-{}", std::process::id()));
+        let (file, _direct) = create(&path, 0o600).unwrap();
+        file.write_all_at(b"x", 0).unwrap();
+        drop(file);
+        assert_eq!(std::fs::read(&path).unwrap(), b"x");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn padding_is_short_zeros_only() {
+        assert!(is_padding(&[]));
+        assert!(is_padding(&[0; ALIGN - 1]));
+        assert!(!is_padding(&[0; ALIGN]));
+        assert!(!is_padding(&[0, 0, 1]));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn any_sequence_of_commits_reads_back(
+            commits in prop::collection::vec(
+                prop::collection::vec(
+                    prop::collection::vec(any::<u8>(), 1..3 * ALIGN),
+                    1..4,
+                ),
+                1..8,
+            )
+        ) {
+            let dir = disk_dir("prop");
+            check_appends(&dir, "chunk", &commits);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
