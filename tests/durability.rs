@@ -121,3 +121,70 @@ fn acked_events_survive_kill_9_and_restarts() {
         &missing[..missing.len().min(5)]
     );
 }
+
+const NULL_CONFIG: &str = r#"
+<source>
+  @type forward
+  bind 127.0.0.1
+  port {port}
+</source>
+<match keep.**>
+  @type null
+  never_flush true
+  <buffer>
+    @type file
+    path {dir}/null-buffer
+    flush_mode immediate
+    retry_wait 30s
+  </buffer>
+</match>
+"#;
+
+/// Chunk data files in a buffer directory.
+fn chunk_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Fluentd's out_null with a `<buffer>`: events go through the buffer; `never_flush` keeps
+/// every chunk (delivery fails and is retried), the chunks survive SIGKILL, and once
+/// `never_flush` is gone the recovered chunks are delivered (discarded) and removed.
+#[test]
+fn buffered_null_output_with_never_flush_keeps_chunks_until_it_is_lifted() {
+    let mut weir = Weir::start("null-never-flush", NULL_CONFIG);
+    let records = ["{\"n\":1}", "{\"n\":2}", "{\"n\":3}"];
+    assert_eq!(
+        weir_e2e::send_json_acked(&weir, "keep.a", "c1", &records).expect("an ack"),
+        "c1"
+    );
+    assert!(
+        weir.wait_log("never_flush is set", Duration::from_secs(20))
+            .is_some(),
+        "no failed delivery logged:\n{}",
+        weir.stderr_lines().join("\n")
+    );
+    let buffer = weir.dir.path().join("null-buffer");
+    assert_eq!(chunk_files(&buffer), 1);
+    weir.kill9();
+    let config = NULL_CONFIG
+        .replace("never_flush true", "never_flush false")
+        .replace("{port}", &weir.port.to_string())
+        .replace("{dir}", &weir.dir.path().display().to_string());
+    weir.dir.write("weir.conf", config);
+    weir.respawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while chunk_files(&buffer) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        chunk_files(&buffer),
+        0,
+        "recovered chunk not delivered:\n{}",
+        weir.stderr_lines().join("\n")
+    );
+}

@@ -230,9 +230,14 @@ impl Builder {
                 let _ = s.string(old);
                 let target =
                     new.map_or_else(|| "the timekey".to_string(), |n| format!("<buffer> {n}"));
+                let instead = if type_name == "null" {
+                    "weir reads a buffered null from a <buffer> section only: write the parameter there".to_string()
+                } else {
+                    format!("buffered {type_name} is not supported by weir yet")
+                };
                 self.errors.push(s.error(
                     Some(old),
-                    format!("v0.12 parameter '{old}' (Fluentd reads it as {target}) makes @type {type_name} buffered; buffered {type_name} is not supported by weir yet"),
+                    format!("v0.12 parameter '{old}' (Fluentd reads it as {target}) makes @type {type_name} buffered; {instead}"),
                 ));
             }
         }
@@ -372,9 +377,69 @@ impl Builder {
                 return None;
             }
             "null" => {
-                self.no_buffer(s, "null");
-                let _ = writeln!(desc, "{id} (null) [{line}]");
-                Arc::new(NullOutput::new(id))
+                let never_flush = match s.boolean("never_flush") {
+                    Ok(v) => v.unwrap_or(false),
+                    Err(e) => {
+                        self.errors.push(e);
+                        false
+                    }
+                };
+                let has_buffer = s.element().children("buffer").next().is_some();
+                if !has_buffer {
+                    self.no_buffer(s, "null");
+                    if never_flush {
+                        self.warnings.push(s.error(
+                            Some("never_flush"),
+                            "never_flush has no effect without a <buffer> section (unbuffered null drops events at once)",
+                        ));
+                    }
+                    let _ = writeln!(desc, "{id} (null) [{line}]");
+                    return Some(Arc::new(NullOutput::new(id)));
+                }
+                let section = match s.section("buffer") {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.errors.push(e);
+                        return None;
+                    }
+                };
+                let explicit_size = section
+                    .as_ref()
+                    .is_some_and(|b| b.element().param("chunk_limit_size").is_some());
+                // Fluentd's out_null: chunks per tag, in memory, of 10 KiB unless told otherwise.
+                let defaults = weir_store::BufferDefaults {
+                    chunk_keys: "tag".to_string(),
+                    ..weir_store::BufferDefaults::default()
+                };
+                let mut buffer = match weir_store::BufferConfig::from_output(section, s, defaults) {
+                    Ok(b) => b,
+                    Err(mut e) => {
+                        self.errors.append(&mut e);
+                        return None;
+                    }
+                };
+                if !explicit_size {
+                    buffer.chunk_limit_size = 10 * 1024;
+                }
+                let what = if never_flush {
+                    "null, never_flush"
+                } else {
+                    "null, buffered"
+                };
+                self.buffered(
+                    s,
+                    id,
+                    "null",
+                    buffer,
+                    weir_out_file::PrimaryFormat::default(),
+                    what,
+                    &line,
+                    desc,
+                    move || async move {
+                        Ok(Arc::new(crate::outputs::null::NullSink::new(never_flush))
+                            as Arc<dyn ChunkSink>)
+                    },
+                )
             }
             "relabel" => {
                 let Some(name) = s.string("@label") else {

@@ -5,7 +5,7 @@
 
 mod buffered;
 mod copy;
-mod null;
+pub(crate) mod null;
 mod relabel;
 mod rewrite_tag;
 pub mod secondary;
