@@ -263,10 +263,28 @@ struct Group {
     key: ChunkKey,
     /// Room for a block header, then the entries back to back.
     data: Vec<u8>,
-    /// Entry end offsets in `data` (the first entry starts at `BLOCK_HEADER`).
+    /// Entry end offsets in `data` (the first entry starts at `BLOCK_HEADER`), counting the
+    /// entries of `run` as if they were already copied.
     ends: Vec<usize>,
+    /// A byte range of the request that holds entries exactly as the chunk stores them, one
+    /// after the other, not yet copied into `data`: copied in one piece when the run ends.
+    run: Option<std::ops::Range<usize>>,
     /// With `compress gzip`: the whole group as one framed gzip block.
     gzipped: Option<Vec<u8>>,
+}
+
+/// Bytes of an entry before its record, as the chunk stores it: fixarray 2, then the
+/// EventTime as fixext 8 (type 0, seconds and nanoseconds big-endian).
+const ENTRY_PREFIX: usize = 11;
+
+/// The prefix a `[time, record]` entry with time `t` has in a chunk.
+fn entry_prefix(t: EventTime) -> [u8; ENTRY_PREFIX] {
+    let mut p = [0u8; ENTRY_PREFIX];
+    p[0] = 0x92;
+    p[1] = 0xD7;
+    p[3..7].copy_from_slice(&t.sec.to_be_bytes());
+    p[7..].copy_from_slice(&t.nsec.to_be_bytes());
+    p
 }
 
 impl Group {
@@ -277,8 +295,30 @@ impl Group {
             key,
             data,
             ends: Vec::new(),
+            run: None,
             gzipped: None,
         }
+    }
+
+    /// Copies the pending run of request bytes into `data`.
+    fn end_run(&mut self, request: &[u8]) {
+        if let Some(r) = self.run.take() {
+            self.data.extend_from_slice(request.get(r).unwrap_or(&[]));
+        }
+    }
+
+    /// Adds an entry that is already stored as the chunk stores it at `entry` in the request:
+    /// it joins the pending run when it follows it, else starts a new one.
+    fn add_verbatim(&mut self, request: &[u8], entry: std::ops::Range<usize>) {
+        match &mut self.run {
+            Some(r) if r.end == entry.start => r.end = entry.end,
+            _ => {
+                self.end_run(request);
+                self.run = Some(entry);
+            }
+        }
+        let pending = self.run.as_ref().map_or(0, |r| r.len());
+        self.ends.push(self.data.len() + pending);
     }
 
     /// Frames the whole group as one block: the header is written into `data`'s room (and,
@@ -1283,7 +1323,10 @@ impl Buffer {
         };
         let capacity = events.byte_len() + events.len() * per_entry;
         let mut groups: Vec<Group> = Vec::new();
-        for (time, record) in events.iter() {
+        let request: &[u8] = events.buffer();
+        for e in events.entries() {
+            let (time, start, end) = (e.time, e.start as usize, e.end as usize);
+            let record = request.get(start..end).unwrap_or(&[]);
             let gi = match last {
                 Some((sec, gi)) if by_second && sec == time.sec => gi,
                 _ => {
@@ -1301,17 +1344,34 @@ impl Buffer {
                 }
             };
             let g = &mut groups[gi];
-            let start = g.data.len();
-            weir_proto::encode_entry(&mut g.data, time, record, weir_proto::TimeFormat::EventTime);
-            if keep_tags {
-                // `[time, record]` becomes `[time, record, tag]`: fixarray 3, then the tag.
-                g.data[start] = 0x93;
-                g.data.extend_from_slice(tag_header);
-                g.data.extend_from_slice(tag.as_bytes());
-            }
-            let size = g.data.len() - start;
+            // Most forwarders send each entry exactly as the chunk stores it: then the entry
+            // is not encoded again, and entries that follow each other are copied in one go.
+            let verbatim = !keep_tags
+                && start >= ENTRY_PREFIX
+                && request.get(start - ENTRY_PREFIX..start) == Some(&entry_prefix(time)[..]);
+            let size = if verbatim {
+                ENTRY_PREFIX + record.len()
+            } else {
+                g.end_run(request);
+                let at = g.data.len();
+                weir_proto::encode_entry(
+                    &mut g.data,
+                    time,
+                    record,
+                    weir_proto::TimeFormat::EventTime,
+                );
+                if keep_tags {
+                    // `[time, record]` becomes `[time, record, tag]`: fixarray 3, then the tag.
+                    g.data[at] = 0x93;
+                    g.data.extend_from_slice(tag_header);
+                    g.data.extend_from_slice(tag.as_bytes());
+                }
+                g.data.len() - at
+            };
             if size as u64 > limit {
-                g.data.truncate(start);
+                if !verbatim {
+                    g.data.truncate(g.data.len() - size);
+                }
                 tracing::warn!(
                     buffer = %self.inner.name,
                     tag,
@@ -1321,7 +1381,14 @@ impl Buffer {
                 );
                 continue;
             }
-            g.ends.push(g.data.len());
+            if verbatim {
+                g.add_verbatim(request, start - ENTRY_PREFIX..end);
+            } else {
+                g.ends.push(g.data.len());
+            }
+        }
+        for g in &mut groups {
+            g.end_run(request);
         }
         groups.retain(|g| !g.ends.is_empty());
         for g in &mut groups {

@@ -403,3 +403,149 @@ async fn commit_shards_keep_each_connection_in_order_across_a_restart() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One event of a real request: its time, whether the forwarder wrote the time as an integer
+/// (not as the EventTime ext a chunk stores) and its sequence number.
+type SentEvent = (u32, u32, bool, u64);
+
+/// Parses a PackedForward request made of `events` (records `{"seq": n, "pad": ...}`) with the
+/// real request parser, as the forward input does.
+fn packed_request(events: &[SentEvent]) -> weir_proto::EventBatch {
+    use weir_proto::msgpack::{write_map_len, write_str, write_uint};
+    let mut blob = Vec::new();
+    for &(sec, nsec, integer, seq) in events {
+        blob.push(0x92);
+        if integer {
+            write_uint(&mut blob, u64::from(sec));
+        } else {
+            weir_proto::write_event_time(
+                &mut blob,
+                weir_proto::EventTime { sec, nsec },
+                weir_proto::TimeFormat::EventTime,
+            );
+        }
+        write_map_len(&mut blob, 2);
+        write_str(&mut blob, b"seq");
+        write_uint(&mut blob, seq);
+        write_str(&mut blob, b"pad");
+        write_str(&mut blob, "x".repeat((seq % 7) as usize * 10).as_bytes());
+    }
+    let frame = weir_proto::encode_packed_blob(
+        "t",
+        &blob,
+        weir_proto::Compression::Text,
+        events.len(),
+        &weir_proto::EncodeOptions::default(),
+    );
+    match weir_proto::parse_request(
+        bytes::Bytes::from(frame),
+        &weir_proto::ParseOptions::default(),
+    ) {
+        Ok(weir_proto::Request::Events(r)) => r.events,
+        other => panic!("not an event request: {other:?}"),
+    }
+}
+
+/// The blocks' payloads of every chunk file in `dir`, concatenated per file.
+fn stored_entries(dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| {
+            let data = std::fs::read(p).expect("read");
+            let scan = weir_store::format::scan_blocks(&data);
+            assert!(weir_store::format::is_padding(&data[scan.good_len..]));
+            scan.payloads
+                .into_iter()
+                .flat_map(|r| data[r].to_vec())
+                .collect()
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
+
+    /// Entries a forwarder sent exactly as a chunk stores them are copied as they are (runs of
+    /// them in one piece); the others (integer times) are encoded again. Either way a chunk
+    /// holds exactly the canonical `[EventTime, record]` encoding of every event, in order, per
+    /// chunk key.
+    #[test]
+    fn chunks_hold_the_canonical_entries_whatever_the_request_wrote(
+        events in proptest::collection::vec(
+            (0u32..3, prop_oneof![Just(0u32), 1u32..1_000_000_000], any::<bool>()),
+            1..40,
+        ),
+        time_key in any::<bool>(),
+        small_chunks in any::<bool>(),
+    ) {
+        // Small chunks split the request over several chunks, at entry boundaries.
+        let time_key = time_key && !small_chunks;
+        let events: Vec<SentEvent> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, (s, nsec, integer))| (1_700_000_000 + s, nsec, integer, i as u64))
+            .collect();
+        let dir = temp_dir("verbatim");
+        let mut cfg = BufferConfig::file(&dir);
+        if time_key {
+            cfg.keys.timekey = Some(1);
+        }
+        if small_chunks {
+            cfg.chunk_limit_size = 200;
+        }
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        // Kept open while the files are read: full chunks are renamed when they are queued.
+        let buf = rt.block_on(async {
+            let (buf, _) = Buffer::open(cfg, "test").expect("open");
+            buf.append("t", &packed_request(&events)).await.expect("commit");
+            buf.sync().await;
+            buf
+        });
+        // The expected chunks: per second of event time with the time key, else one.
+        let mut expected: std::collections::BTreeMap<u32, Vec<u8>> = Default::default();
+        for &(sec, nsec, integer, seq) in &events {
+            let one = packed_request(&[(sec, nsec, integer, seq)]);
+            let (t, record) = one.iter().next().expect("one event");
+            let key = if time_key { sec } else { 0 };
+            weir_proto::encode_entry(
+                expected.entry(key).or_default(),
+                t,
+                record,
+                weir_proto::TimeFormat::EventTime,
+            );
+        }
+        let mut got = stored_entries(&dir);
+        let mut want: Vec<Vec<u8>> = expected.into_values().collect();
+        if small_chunks {
+            // The pieces, put back where they were cut from, tile the whole stream.
+            let whole = want.concat();
+            let mut at: Vec<(usize, usize)> = got
+                .iter()
+                .map(|p| {
+                    let pos = whole.windows(p.len()).position(|w| w == &p[..]);
+                    (pos.unwrap_or(usize::MAX), p.len())
+                })
+                .collect();
+            at.sort();
+            let mut next = 0;
+            for (pos, len) in at {
+                prop_assert_eq!(pos, next);
+                next += len;
+            }
+            prop_assert_eq!(next, whole.len());
+            prop_assert!(got.len() > 1 || whole.len() <= 200);
+        } else {
+            got.sort();
+            want.sort();
+            prop_assert_eq!(got, want);
+        }
+        drop(buf);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
