@@ -5,16 +5,18 @@
 //! costs one atomic load. With subscribers, it checks each one's tag and source and, if any
 //! wants the request, queues the request (sharing its buffer) for the hub's filter thread. That
 //! thread runs at the lowest CPU priority the system offers (`SCHED_IDLE` on Linux), so the
-//! tail only ever uses CPU time that ingest leaves idle. It runs each subscriber's
+//! tail only ever uses CPU time that ingest leaves idle, and while the machine has almost no
+//! idle CPU time it also holds itself to a small share of one core (see [`crate::throttle`]).
+//! It runs each subscriber's
 //! `--grep` and `--exclude` conditions on the records, formats the passing events and queues the
 //! lines for the subscriber's task, which only writes them to the socket.
 //!
 //! The filter thread shares no lock with ingest or with the subscribers' tasks (a thread at
 //! idle priority that is preempted while holding a lock would stall whoever waits for it):
-//! requests reach it through a bounded lock-free channel, lines leave it through each
-//! subscriber's channel, which the subscriber's task polls every 20 ms (so the thread never
-//! wakes a tokio task and never takes the runtime's scheduler lock), and the bounds are atomic
-//! counters.
+//! requests reach it through a bounded lock-free channel, which it polls every 10 ms (so
+//! publishing never makes a system call to wake it), lines leave it through each subscriber's
+//! channel, which the subscriber's task polls every 20 ms (so the thread never wakes a tokio
+//! task and never takes the runtime's scheduler lock), and the bounds are atomic counters.
 //!
 //! Two bounds, two kinds of loss, each counted and told to the subscriber:
 //!
@@ -70,6 +72,11 @@ impl Default for HubConfig {
 
 /// Most requests waiting for the filter thread, whatever their size.
 const INTAKE_REQUESTS: usize = 4096;
+
+/// How often the filter thread looks for requests while anyone is subscribed. Publishing never
+/// wakes it: a wake-up per request would cost ingest a system call and the machine two context
+/// switches per request.
+const FILTER_POLL: Duration = Duration::from_millis(10);
 
 /// A subscribe after [`Hub::close`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -291,12 +298,9 @@ impl Hub {
             batch: events.clone(),
             subscribers: wanting,
         };
+        // The filter thread is not woken: it looks for requests every FILTER_POLL.
         match self.intake.try_send(job) {
-            Ok(()) => {
-                if let Some(t) = self.filter_thread.get() {
-                    t.unpark();
-                }
-            }
+            Ok(()) => {}
             Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
                 self.intake_bytes.fetch_sub(cost, Ordering::AcqRel);
                 self.skip(&job.subscribers, job.batch.len());
@@ -317,6 +321,7 @@ impl Hub {
     /// until the hub is gone.
     fn filter_loop(hub: Weak<Hub>, intake: Receiver<Job>) {
         lower_priority();
+        let mut throttle = crate::throttle::Throttle::new();
         loop {
             match intake.try_recv() {
                 Ok(job) => {
@@ -331,13 +336,22 @@ impl Hub {
                             hub.dropped.fetch_add(dropped, Ordering::Relaxed);
                         }
                     }
+                    drop((job, hub));
+                    throttle.pace();
                 }
-                // Woken by publish; and now and then, to notice the hub was dropped.
+                // Nothing waiting: look again in a moment (while nobody is subscribed, in a
+                // while: subscribe wakes the thread), and notice when the hub is gone.
                 Err(TryRecvError::Empty) => {
-                    if hub.strong_count() == 0 {
+                    let Some(h) = hub.upgrade() else {
                         return;
+                    };
+                    let subscribed = h.active.load(Ordering::Acquire) > 0;
+                    drop(h);
+                    if subscribed {
+                        std::thread::sleep(FILTER_POLL);
+                    } else {
+                        std::thread::park_timeout(Duration::from_millis(500));
                     }
-                    std::thread::park_timeout(Duration::from_millis(500));
                 }
                 Err(TryRecvError::Disconnected) => return,
             }
@@ -374,6 +388,9 @@ impl Hub {
             self.active.store(subs.len(), Ordering::Release);
         }
         self.start_filter_thread();
+        if let Some(t) = self.filter_thread.get() {
+            t.unpark();
+        }
         tracing::info!(
             subscriber = shared.id,
             tag = shared.filter.tag_pattern().unwrap_or("**"),

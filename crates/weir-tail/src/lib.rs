@@ -3,7 +3,8 @@
 //! This crate owns the server side and the wire format of `weir tail`:
 //!
 //! * [`Hub`]: the pipeline calls [`Hub::publish`] for every request that enters it; a filter
-//!   thread at idle CPU priority hands each subscriber the lines of the events its
+//!   thread at idle CPU priority (and, on a machine with no CPU to spare, within a small share
+//!   of one core) hands each subscriber the lines of the events its
 //!   [`TailFilter`] keeps, through a bounded queue of its own; a slow subscriber, or a server
 //!   too busy to examine everything, loses events (and the subscriber is told how many)
 //!   without ever slowing ingest;
@@ -23,6 +24,7 @@ mod format;
 mod http;
 mod hub;
 mod request;
+mod throttle;
 
 pub use filter::{FieldMatch, FilterError, TailFilter};
 pub use format::{LineFormat, LineWriter};
