@@ -394,52 +394,54 @@ impl Builder {
                         ));
                     }
                     let _ = writeln!(desc, "{id} (null) [{line}]");
-                    return Some(Arc::new(NullOutput::new(id)));
-                }
-                let section = match s.section("buffer") {
-                    Ok(b) => b,
-                    Err(e) => {
-                        self.errors.push(e);
-                        return None;
-                    }
-                };
-                let explicit_size = section
-                    .as_ref()
-                    .is_some_and(|b| b.element().param("chunk_limit_size").is_some());
-                // Fluentd's out_null: chunks per tag, in memory, of 10 KiB unless told otherwise.
-                let defaults = weir_store::BufferDefaults {
-                    chunk_keys: "tag".to_string(),
-                    ..weir_store::BufferDefaults::default()
-                };
-                let mut buffer = match weir_store::BufferConfig::from_output(section, s, defaults) {
-                    Ok(b) => b,
-                    Err(mut e) => {
-                        self.errors.append(&mut e);
-                        return None;
-                    }
-                };
-                if !explicit_size {
-                    buffer.chunk_limit_size = 10 * 1024;
-                }
-                let what = if never_flush {
-                    "null, never_flush"
+                    Arc::new(NullOutput::new(id))
                 } else {
-                    "null, buffered"
-                };
-                self.buffered(
-                    s,
-                    id,
-                    "null",
-                    buffer,
-                    weir_out_file::PrimaryFormat::default(),
-                    what,
-                    &line,
-                    desc,
-                    move || async move {
-                        Ok(Arc::new(crate::outputs::null::NullSink::new(never_flush))
-                            as Arc<dyn ChunkSink>)
-                    },
-                )
+                    let section = match s.section("buffer") {
+                        Ok(b) => b,
+                        Err(e) => {
+                            self.errors.push(e);
+                            return None;
+                        }
+                    };
+                    let explicit_size = section
+                        .as_ref()
+                        .is_some_and(|b| b.element().param("chunk_limit_size").is_some());
+                    // Fluentd's out_null: chunks per tag, in memory, of 10 KiB unless told otherwise.
+                    let defaults = weir_store::BufferDefaults {
+                        chunk_keys: "tag".to_string(),
+                        ..weir_store::BufferDefaults::default()
+                    };
+                    let mut buffer =
+                        match weir_store::BufferConfig::from_output(section, s, defaults) {
+                            Ok(b) => b,
+                            Err(mut e) => {
+                                self.errors.append(&mut e);
+                                return None;
+                            }
+                        };
+                    if !explicit_size {
+                        buffer.chunk_limit_size = 10 * 1024;
+                    }
+                    let what = if never_flush {
+                        "null, never_flush"
+                    } else {
+                        "null, buffered"
+                    };
+                    self.buffered(
+                        s,
+                        id,
+                        "null",
+                        buffer,
+                        weir_out_file::PrimaryFormat::default(),
+                        what,
+                        &line,
+                        desc,
+                        move || async move {
+                            Ok(Arc::new(crate::outputs::null::NullSink::new(never_flush))
+                                as Arc<dyn ChunkSink>)
+                        },
+                    )
+                }
             }
             "relabel" => {
                 let Some(name) = s.string("@label") else {
