@@ -429,6 +429,17 @@ fn write_meta(path: &Path, mode: u32, meta: &MetaFile) -> Result<(), StoreError>
 }
 
 /// Moves `path` into `dir` under the same name (or a numbered one if taken).
+/// Cuts a chunk file to `len` bytes, durably.
+fn cut_file(path: &Path, len: u64) -> Result<(), StoreError> {
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| StoreError::io("open", path, &e))?;
+    f.set_len(len)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| StoreError::io("truncate", path, &e))
+}
+
 fn move_aside(path: &Path, dir: &Path) -> Result<PathBuf, StoreError> {
     let name = path
         .file_name()
@@ -1598,13 +1609,7 @@ impl Inner {
             }
             if good_len < data.len() && format::is_padding(&data[good_len..]) {
                 // Only the zero padding of the last direct write: not damage.
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| StoreError::io("open", &path, &e))?;
-                f.set_len(good_len as u64)
-                    .and_then(|()| f.sync_all())
-                    .map_err(|e| StoreError::io("truncate", &path, &e))?;
+                cut_file(&path, good_len as u64)?;
             } else if good_len < data.len() {
                 fs::create_dir_all(&corrupt_dir)
                     .map_err(|e| StoreError::io("create", &corrupt_dir, &e))?;
@@ -1615,13 +1620,7 @@ impl Inner {
                 let cut_path = corrupt_dir.join(format!("{name}.cut-at-{good_len}"));
                 fs::write(&cut_path, &data[good_len..])
                     .map_err(|e| StoreError::io("write", &cut_path, &e))?;
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| StoreError::io("open", &path, &e))?;
-                f.set_len(good_len as u64)
-                    .and_then(|()| f.sync_all())
-                    .map_err(|e| StoreError::io("truncate", &path, &e))?;
+                cut_file(&path, good_len as u64)?;
                 tracing::warn!(
                     path = %path.display(),
                     cut = data.len() - good_len,
