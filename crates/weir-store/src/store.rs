@@ -1099,9 +1099,19 @@ impl Inner {
             let blocks: Vec<&[u8]> = reqs.iter().map(|(b, _, _, _)| b.as_slice()).collect();
             match direct::write(file, staging, &mut fs.tail, len, &blocks) {
                 Ok(e) => end = e,
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    // The device wants a larger alignment than a page: this file goes through
+                    // the page cache from now on, starting with this batch.
+                    tracing::warn!(buffer = %self.name, path = %path.display(), "direct write refused ({e}); writing this chunk file through the page cache");
+                    if let Err(e) = direct::disable(file).and_then(|()| file.set_len(len)) {
+                        r = Err(StoreError::io("write", &path, &e));
+                    }
+                    fs.direct = false;
+                }
                 Err(e) => r = Err(StoreError::io("write", &path, &e)),
             }
-        } else {
+        }
+        if r.is_ok() && !fs.direct {
             for (block, _, _, _) in reqs {
                 if let Err(e) = file.write_all_at(block, end) {
                     r = Err(StoreError::io("write", &path, &e));
