@@ -523,7 +523,10 @@ fn healthz_is_503_while_shutting_down() {
     let bytes = request("half");
     let (first, rest) = bytes.split_at(bytes.len() / 2);
     c.send(first);
-    let text = get(admin, "/metrics", None).body;
+    // Weir::start's probe connection may still be closing: wait for it to be gone.
+    let open =
+        |t: &str| sample(t, "weir_forward_connections_open", &[("source", "in_fwd")]) == Some(1.0);
+    let text = metrics_when(admin, None, open);
     assert_eq!(
         sample(
             &text,
