@@ -299,12 +299,11 @@ impl Hub {
             subscribers: wanting,
         };
         // The filter thread is not woken: it looks for requests every FILTER_POLL.
-        match self.intake.try_send(job) {
-            Ok(()) => {}
-            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
-                self.intake_bytes.fetch_sub(cost, Ordering::AcqRel);
-                self.skip(&job.subscribers, job.batch.len());
-            }
+        if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) =
+            self.intake.try_send(job)
+        {
+            self.intake_bytes.fetch_sub(cost, Ordering::AcqRel);
+            self.skip(&job.subscribers, job.batch.len());
         }
     }
 
@@ -336,6 +335,7 @@ impl Hub {
                             hub.dropped.fetch_add(dropped, Ordering::Relaxed);
                         }
                     }
+                    // Not held while pacing sleeps: the hub must be free to go away.
                     drop((job, hub));
                     throttle.pace();
                 }
