@@ -148,7 +148,8 @@ fn has_buffered_data(weir: &Weir) -> bool {
         entries.flatten().any(|e| {
             let p = e.path();
             if p.is_dir() {
-                walk(&p)
+                // free/ holds delivered chunk files kept for reuse, not data.
+                e.file_name() != "free" && walk(&p)
             } else {
                 p.extension().is_none_or(|x| x != "meta") && e.metadata().is_ok_and(|m| m.len() > 0)
             }

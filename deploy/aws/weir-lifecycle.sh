@@ -40,9 +40,10 @@ metadata() {
 }
 
 # Chunks waiting for delivery (each buffer keeps them as buffer.*.log with a .meta beside).
-# Chunks already set aside in failed/ or corrupt/ will not be delivered by waiting longer.
+# Chunks already set aside in failed/ or corrupt/ will not be delivered by waiting longer, and
+# free/ holds delivered chunk files kept for reuse, not data.
 pending_chunks() {
-  find "$buffer_dir" \( -name failed -o -name corrupt \) -prune -o \
+  find "$buffer_dir" \( -name failed -o -name corrupt -o -name free \) -prune -o \
     -type f -name 'buffer.*' ! -name '*.meta' -print 2>/dev/null | wc -l
 }
 

@@ -53,6 +53,22 @@ pub(crate) fn create(path: &Path, mode: u32) -> io::Result<(File, bool)> {
     }
 }
 
+/// Opens an existing file (a delivered chunk's, reused) for writing without cutting it, with
+/// `O_DIRECT` where the filesystem allows it. Returns the file and whether it is direct.
+pub(crate) fn open_existing(path: &Path) -> io::Result<(File, bool)> {
+    let open = |flags: i32| {
+        OpenOptions::new()
+            .write(true)
+            .custom_flags(flags)
+            .open(path)
+    };
+    match open(libc::O_DIRECT) {
+        Ok(f) => Ok((f, true)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok((open(0)?, false)),
+        Err(e) => Err(e),
+    }
+}
+
 /// Turns `O_DIRECT` off for an open file: later writes go through the page cache. For a
 /// device that refuses page-aligned direct writes (`EINVAL`), which a few do.
 pub(crate) fn disable(file: &File) -> io::Result<()> {

@@ -1,8 +1,12 @@
 //! The on-disk format: CRC-framed blocks and the chunk sidecar.
 //!
 //! A block is `len: u32 LE | crc: u32 LE | payload[len]`, where `crc` is the CRC-32C
-//! (Castagnoli) of the four `len` bytes followed by the payload, so a damaged length is caught
-//! as surely as a damaged payload. The payload is msgpack entries back to back, gzip-compressed
+//! (Castagnoli) of the chunk's id (its 32 hex digits), the four `len` bytes and the payload,
+//! so a damaged length is caught as surely as a damaged payload, and a block written for
+//! another chunk never passes as one of this chunk's: a delivered chunk's file is reused for
+//! a new chunk (see the store's recycling), and the old chunk's blocks past the new chunk's end
+//! fail the check. The id enters as the CRC's starting value, its [`seed`]. Chunks written
+//! before sidecar version 2, and memory chunks, use the seed 0 (no id). The payload is msgpack entries back to back, gzip-compressed
 //! as one gzip member per block when the buffer has `compress gzip`. A chunk file is nothing
 //! but blocks, back to back.
 //!
@@ -35,8 +39,9 @@ pub const BLOCK_HEADER: usize = 8;
 /// The largest payload a block may declare; anything above is treated as damage.
 pub const MAX_BLOCK: u32 = 1 << 30;
 
-/// The sidecar's format version.
-pub const META_VERSION: u32 = 1;
+/// The sidecar's format version. Version 2 added the chunk id to the block CRC; version 1
+/// chunks (CRC without the id) are still read.
+pub const META_VERSION: u32 = 2;
 
 /// The page size of direct writes: a chunk file being written may end with up to this many
 /// zero bytes, less one, after its last block.
@@ -48,18 +53,37 @@ pub fn is_padding(bytes: &[u8]) -> bool {
     bytes.len() < PAGE && bytes.iter().all(|&b| b == 0)
 }
 
-/// The CRC of a block: CRC-32C of its four length bytes followed by its payload.
-pub(crate) fn crc_of(len: [u8; 4], payload: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc32c::crc32c(&len), payload)
+/// The CRC seed of the chunk with id `id`: the CRC-32C of the id's bytes.
+pub fn seed(id: &str) -> u32 {
+    crc32c::crc32c(id.as_bytes())
 }
 
-/// Appends one framed block holding `payload` to `out`.
+/// The CRC of a block of a chunk whose seed is `seed`: CRC-32C of its four length bytes
+/// followed by its payload, starting from `seed`.
+pub(crate) fn crc_of(seed: u32, len: [u8; 4], payload: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c_append(seed, &len), payload)
+}
+
+/// Re-seeds a framed block: `block` was framed with the seed 0 ([`frame_block`],
+/// [`seal_block`]); its CRC becomes the one for `seed`, without reading the payload again.
+pub(crate) fn reseed_block(block: &mut [u8], seed: u32) {
+    if seed == 0 || block.len() < BLOCK_HEADER {
+        return;
+    }
+    let crc = u32::from_le_bytes([block[4], block[5], block[6], block[7]]);
+    // The CRC of `seed-bytes ++ M` from the CRC of M alone: the seed is the CRC of the id,
+    // so this is the CRC of `id ++ M`.
+    let crc = crc32c::crc32c_combine(seed, crc, 4 + (block.len() - BLOCK_HEADER));
+    block[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Appends one framed block holding `payload` to `out`, with the seed 0.
 pub fn frame_block(out: &mut Vec<u8>, payload: &[u8]) {
     let len = u32::try_from(payload.len())
         .unwrap_or(u32::MAX)
         .to_le_bytes();
     out.extend_from_slice(&len);
-    out.extend_from_slice(&crc_of(len, payload).to_le_bytes());
+    out.extend_from_slice(&crc_of(0, len, payload).to_le_bytes());
     out.extend_from_slice(payload);
 }
 
@@ -72,7 +96,7 @@ pub(crate) fn seal_block(block: &mut [u8]) {
     let len = u32::try_from(payload.len())
         .unwrap_or(u32::MAX)
         .to_le_bytes();
-    let crc = crc_of(len, payload).to_le_bytes();
+    let crc = crc_of(0, len, payload).to_le_bytes();
     header[..4].copy_from_slice(&len);
     header[4..].copy_from_slice(&crc);
 }
@@ -87,8 +111,14 @@ pub struct Scan {
 }
 
 /// Scans framed blocks from the start of `data`, stopping at the first block that is torn
-/// (shorter than its header says), has a bad CRC, or declares an impossible length.
+/// (shorter than its header says), has a bad CRC, or declares an impossible length. For a
+/// chunk of seed 0 (see [`scan_chunk`]).
 pub fn scan_blocks(data: &[u8]) -> Scan {
+    scan_chunk(data, 0)
+}
+
+/// [`scan_blocks`] for the chunk whose CRC seed is `seed` (see [`seed`]).
+pub fn scan_chunk(data: &[u8], seed: u32) -> Scan {
     let mut pos = 0usize;
     let mut payloads = Vec::new();
     while let Some(header) = data.get(pos..pos + BLOCK_HEADER) {
@@ -102,7 +132,7 @@ pub fn scan_blocks(data: &[u8]) -> Scan {
         let Some(payload) = data.get(start..start + len as usize) else {
             break;
         };
-        if crc_of(len_bytes, payload) != crc {
+        if crc_of(seed, len_bytes, payload) != crc {
             break;
         }
         payloads.push(start..start + len as usize);
@@ -203,6 +233,10 @@ pub struct MetaFile {
     /// Metadata set by the output before delivery (for example the S3 object key), kept across
     /// restarts.
     pub extra: Vec<(String, String)>,
+    /// The data file is a delivered chunk's file reused: past this chunk's last block it holds
+    /// the older chunk's bytes, which recovery cuts off without calling them damage.
+    #[serde(default)]
+    pub recycled: bool,
 }
 
 impl MetaFile {
@@ -216,10 +250,19 @@ impl MetaFile {
     /// Parses a sidecar, checking its version.
     pub fn from_bytes(b: &[u8]) -> Result<Self, String> {
         let m: MetaFile = serde_json::from_slice(b).map_err(|e| e.to_string())?;
-        if m.version != META_VERSION {
+        if !(1..=META_VERSION).contains(&m.version) {
             return Err(format!("unknown sidecar version {}", m.version));
         }
         Ok(m)
+    }
+
+    /// The CRC seed of the chunk's blocks: from its id since version 2, 0 before.
+    pub fn seed(&self) -> u32 {
+        if self.version >= 2 {
+            seed(&self.id)
+        } else {
+            0
+        }
     }
 }
 
@@ -293,6 +336,40 @@ mod tests {
         assert!(count_entries(&four)
             .unwrap_err()
             .contains("is not [time, record]"));
+    }
+
+    #[test]
+    fn a_block_passes_only_under_its_own_chunks_seed() {
+        let (a, b) = (seed(&"a".repeat(32)), seed(&"b".repeat(32)));
+        for payload in [&b"x"[..], b"hello, block", &[0u8; 5000]] {
+            let mut block = Vec::new();
+            frame_block(&mut block, payload);
+            reseed_block(&mut block, a);
+            // The same bytes as a CRC over the id, the length and the payload.
+            let mut whole = "a".repeat(32).into_bytes();
+            whole.extend_from_slice(&block[..4]);
+            whole.extend_from_slice(payload);
+            assert_eq!(block[4..8], crc32c::crc32c(&whole).to_le_bytes());
+            assert_eq!(scan_chunk(&block, a).payloads.len(), 1);
+            assert!(scan_chunk(&block, b).payloads.is_empty());
+            assert!(scan_blocks(&block).payloads.is_empty());
+        }
+    }
+
+    #[test]
+    fn version_one_sidecars_still_read_with_seed_zero() {
+        let mut m = MetaFile::from_bytes(
+            br#"{"version":1,"id":"0123456789abcdef0123456789abcdef","tag":null,"timekey":null,
+                "variables":[],"created":1.0,"state":"staged","records":0,"bytes":0,
+                "compress":"text","extra":[]}"#,
+        )
+        .expect("a version 1 sidecar");
+        assert_eq!(m.seed(), 0);
+        assert!(!m.recycled);
+        m.version = 2;
+        assert_eq!(m.seed(), seed("0123456789abcdef0123456789abcdef"));
+        m.version = 3;
+        assert!(MetaFile::from_bytes(&m.to_bytes()).is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `weir-store` owns weir's durable chunk store and the Fluentd-style buffer policy in front
 //! of every buffered output: chunk files of CRC-framed blocks with a JSON sidecar, group commit
 //! (one write and one fdatasync per chunk file per batch, on a dedicated thread per shard,
-//! with `O_DIRECT` where the filesystem allows it),
+//! with `O_DIRECT` where the filesystem allows it; delivered chunk files are reused),
 //! recovery on open (torn tails cut, damaged sidecars moved to `corrupt/`), chunk keys
 //! (`tag`, `time`, record keys), size and count limits, overflow actions, flush modes, the
 //! retry schedule and the flusher loop that hands queued chunks to an output's [`ChunkSink`].

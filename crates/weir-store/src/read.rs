@@ -23,6 +23,9 @@ pub(crate) enum Source {
         reader: BufReader<File>,
         /// Its path, for errors.
         path: PathBuf,
+        /// The chunk's committed length: reading stops there (a chunk file still being
+        /// written may hold page padding or a reused file's older bytes past it).
+        end: u64,
     },
     /// A memory chunk's framed blocks (shared with the chunk, not copied).
     Memory {
@@ -118,6 +121,8 @@ pub struct ChunkReader<'a> {
     source: Source,
     gzip: bool,
     limit: usize,
+    /// The chunk's CRC seed.
+    seed: u32,
     /// The current block as stored.
     stored: Vec<u8>,
     /// The current block uncompressed (gzip only).
@@ -142,6 +147,7 @@ impl<'a> ChunkReader<'a> {
         ChunkReader {
             gzip: chunk.is_gzip(),
             limit: chunk.block_limit(),
+            seed: chunk.chunk.seed,
             chunk,
             source,
             stored: Vec::new(),
@@ -163,7 +169,8 @@ impl<'a> ChunkReader<'a> {
     fn read_stored(&mut self) -> Result<bool, StoreError> {
         let mut header = [0u8; BLOCK_HEADER];
         let got = match &mut self.source {
-            Source::File { reader, path } => {
+            Source::File { end, .. } if self.offset >= *end => 0,
+            Source::File { reader, path, .. } => {
                 read_full(reader, &mut header).map_err(|e| StoreError::io("read", &*path, &e))?
             }
             Source::Memory { data, pos } => {
@@ -192,7 +199,7 @@ impl<'a> ChunkReader<'a> {
         self.stored.clear();
         self.stored.resize(len, 0);
         let got = match &mut self.source {
-            Source::File { reader, path } => read_full(reader, &mut self.stored)
+            Source::File { reader, path, .. } => read_full(reader, &mut self.stored)
                 .map_err(|e| StoreError::io("read", &*path, &e))?,
             Source::Memory { data, pos } => {
                 let n = data.len().saturating_sub(*pos).min(len);
@@ -204,7 +211,7 @@ impl<'a> ChunkReader<'a> {
         if got < len {
             return Err(self.corrupt(format!("torn block at offset {}", self.offset)));
         }
-        if format::crc_of(len_bytes, &self.stored) != crc {
+        if format::crc_of(self.seed, len_bytes, &self.stored) != crc {
             return Err(self.corrupt(format!("bad CRC in the block at offset {}", self.offset)));
         }
         if self.gzip {

@@ -94,6 +94,9 @@ struct FileState {
     /// last partial one kept in `tail`.
     direct: bool,
     tail: direct::Tail,
+    /// The data file is a delivered chunk's file reused: past `len` it holds that chunk's
+    /// bytes until the file is cut at seal.
+    recycled: bool,
 }
 
 /// One chunk: its key, its counters and where its bytes are.
@@ -102,6 +105,9 @@ pub(crate) struct Chunk {
     pub(crate) key: ChunkKey,
     pub(crate) created: f64,
     shard: usize,
+    /// The CRC seed of the chunk's blocks ([`format::seed`] of the id; 0 for memory chunks and
+    /// for chunks recovered from version 1 sidecars).
+    pub(crate) seed: u32,
     /// Records accepted into the chunk (reserved at append; reduced again if the write fails).
     pub(crate) records: AtomicU64,
     /// Uncompressed payload bytes, counted like `records`.
@@ -111,9 +117,19 @@ pub(crate) struct Chunk {
 }
 
 impl Chunk {
-    fn meta(&self, compress: Compress, state: &str, extra: &[(String, String)]) -> MetaFile {
+    fn meta(
+        &self,
+        compress: Compress,
+        state: &str,
+        extra: &[(String, String)],
+        recycled: bool,
+    ) -> MetaFile {
         MetaFile {
-            version: format::META_VERSION,
+            version: if self.seed == 0 {
+                1
+            } else {
+                format::META_VERSION
+            },
             id: self.id.clone(),
             tag: self.key.tag.clone(),
             timekey: self.key.timekey,
@@ -127,6 +143,7 @@ impl Chunk {
                 Compress::Gzip => "gzip".into(),
             },
             extra: extra.to_vec(),
+            recycled,
         }
     }
 }
@@ -168,6 +185,9 @@ pub(crate) struct Inner {
     shards: Vec<Mutex<mpsc::Sender<Cmd>>>,
     /// The reaper thread's queue (file buffers only).
     reaper: Option<Mutex<mpsc::Sender<Reap>>>,
+    /// Delivered chunk files waiting to be reused by new chunks (file buffers only): at most
+    /// [`Inner::free_limit`].
+    free: Mutex<Vec<PathBuf>>,
     pub(crate) clock: Clock,
     pub(crate) mode: AtomicU8,
     pub(crate) workers: AtomicUsize,
@@ -220,6 +240,8 @@ pub struct BufferStats {
     pub fsyncs: u64,
     /// Blocks written (one per chunk per append).
     pub blocks_written: u64,
+    /// Delivered chunk files kept for reuse by new chunks.
+    pub free_files: usize,
 }
 
 /// A Fluentd-style buffer in front of one output. Cheap to clone; every clone is the same
@@ -371,6 +393,25 @@ impl FileLayout {
         )
     }
 
+    /// The name of a delivered chunk's data file kept for reuse, in [`FileLayout::free_dir`]:
+    /// under a new id, so that nothing mistakes it for the delivered chunk.
+    fn free_name(&self, id: &str) -> String {
+        format!("{}f{id}{}", self.prefix, self.suffix)
+    }
+
+    /// Where delivered chunk files wait to be reused: `free/` beside `failed/`; the names
+    /// carry the buffer's prefix and suffix, so buffers sharing a directory keep their own.
+    fn free_dir(&self) -> PathBuf {
+        self.dir.join("free")
+    }
+
+    fn is_free_name(&self, name: &str) -> bool {
+        name.strip_prefix(&self.prefix)
+            .and_then(|m| m.strip_suffix(&self.suffix))
+            .and_then(|m| m.strip_prefix('f'))
+            .is_some_and(is_hex_id)
+    }
+
     fn meta_name(&self, id: &str) -> String {
         format!("{}{id}{}.meta", self.prefix, self.suffix)
     }
@@ -502,13 +543,19 @@ impl Inner {
                 queued: false,
                 direct: false,
                 tail: direct::Tail::default(),
+                recycled: false,
             })),
+        };
+        let seed = match &self.layout {
+            Some(_) => format::seed(&id),
+            None => 0,
         };
         Arc::new(Chunk {
             id,
             key,
             created,
             shard,
+            seed,
             records: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             extra: Mutex::new(Vec::new()),
@@ -847,7 +894,7 @@ impl Inner {
         if let (Storage::File(fs), Some(layout)) = (&chunk.storage, &self.layout) {
             let fs = lock(fs);
             let state = if fs.queued { "queued" } else { "staged" };
-            let meta = chunk.meta(self.cfg.compress, state, &next);
+            let meta = chunk.meta(self.cfg.compress, state, &next, fs.recycled);
             write_meta(&fs.meta_path, layout.file_mode, &meta)?;
             sync_dir(&layout.dir)?;
         }
@@ -864,11 +911,15 @@ impl Inner {
                 pos: 0,
             }),
             Storage::File(fs) => {
-                let path = lock(fs).data_path.clone();
+                let (path, end) = {
+                    let fs = lock(fs);
+                    (fs.data_path.clone(), fs.len)
+                };
                 let f = File::open(&path).map_err(|e| StoreError::io("open", &path, &e))?;
                 Ok(Source::File {
                     reader: BufReader::with_capacity(READ_BUFFER, f),
                     path,
+                    end,
                 })
             }
         }
@@ -938,6 +989,14 @@ impl Inner {
             return;
         };
         let fs = lock(fs);
+        if self.recycle(&fs.data_path) {
+            if let Err(e) = fs::remove_file(&fs.meta_path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %fs.meta_path.display(), "cannot remove a delivered chunk file: {e}");
+                }
+            }
+            return;
+        }
         let mut doomed = fs.data_path.as_os_str().to_owned();
         doomed.push(DELETING_SUFFIX);
         let doomed = PathBuf::from(doomed);
@@ -962,6 +1021,72 @@ impl Inner {
         if !sent {
             remove_gradually(&data);
         }
+    }
+
+    /// How many delivered chunk files are kept for reuse: one per commit thread, and one more
+    /// for a chunk sealed while another is being delivered.
+    fn free_limit(&self) -> usize {
+        self.shards.len() + 1
+    }
+
+    /// Keeps a delivered chunk's data file for reuse by a new chunk, if there is room among the
+    /// kept files: moved to `free/` under a new name. A new chunk that takes it overwrites the
+    /// blocks the filesystem has already allocated and written, and its fdatasyncs then have
+    /// no allocation to commit; removing the file instead would also cost a journal transaction
+    /// (and, on a filesystem mounted with `discard`, a discard of every block). No sync: after
+    /// a crash the file is either still the delivered chunk (delivered again: a duplicate, as
+    /// for any chunk whose removal a crash interrupts) or a free file.
+    fn recycle(&self, path: &Path) -> bool {
+        let Some(layout) = &self.layout else {
+            return false;
+        };
+        let mut free = lock(&self.free);
+        if free.len() >= self.free_limit() {
+            return false;
+        }
+        let free_dir = layout.free_dir();
+        if let Err(e) = fs::DirBuilder::new()
+            .recursive(true)
+            .mode(layout.dir_mode)
+            .create(&free_dir)
+        {
+            tracing::debug!(buffer = %self.name, "cannot create {}: {e}", free_dir.display());
+            return false;
+        }
+        let target = free_dir.join(layout.free_name(&new_id(self.clock.now())));
+        match fs::rename(path, &target) {
+            Ok(()) => {
+                free.push(target);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Opens the data file of a chunk about to take its first write: `reuse` (a kept delivered
+    /// chunk's file) renamed to the chunk's name if given, else a new file. Returns the file,
+    /// whether it is direct and whether it is a reused one.
+    fn open_data_file(
+        &self,
+        path: &Path,
+        mode: u32,
+        reuse: Option<PathBuf>,
+    ) -> Result<(File, bool, bool), StoreError> {
+        if let Some(old) = reuse {
+            match fs::rename(&old, path) {
+                Ok(()) => {
+                    let (f, d) = direct::open_existing(path)
+                        .map_err(|e| StoreError::io("open", path, &e))?;
+                    return Ok((f, d, true));
+                }
+                Err(e) => {
+                    tracing::warn!(buffer = %self.name, path = %old.display(), "cannot reuse a delivered chunk file: {e}");
+                    let _ = fs::remove_file(&old);
+                }
+            }
+        }
+        let (f, d) = direct::create(path, mode).map_err(|e| StoreError::io("create", path, &e))?;
+        Ok((f, d, false))
     }
 
     /// Waits until the reaper has removed every file handed to it so far.
@@ -1018,7 +1143,10 @@ impl Inner {
                 Cmd::Stop => stop = true,
             }
         }
-        for (chunk, reqs) in groups {
+        for (chunk, mut reqs) in groups {
+            for (block, _, _, _) in &mut reqs {
+                format::reseed_block(block, chunk.seed);
+            }
             let total: u64 = reqs.iter().map(|(_, _, b, _)| *b).sum();
             let records: u64 = reqs.iter().map(|(_, r, _, _)| *r).sum();
             let result = self.write_chunk(&chunk, &reqs, staging);
@@ -1068,16 +1196,30 @@ impl Inner {
         };
         let mut fs = lock(fs);
         if !fs.on_disk {
-            let meta = chunk.meta(self.cfg.compress, "staged", &lock(&chunk.extra));
-            write_meta(&fs.meta_path, layout.file_mode, &meta)?;
-            let (file, is_direct) = direct::create(&fs.data_path, layout.file_mode)
-                .map_err(|e| StoreError::io("create", &fs.data_path, &e))?;
+            // The sidecar says the file is a reused one before it is: recovery then cuts
+            // whatever follows the chunk's last block without calling it damage.
+            let reuse = lock(&self.free).pop();
+            let meta = chunk.meta(
+                self.cfg.compress,
+                "staged",
+                &lock(&chunk.extra),
+                reuse.is_some(),
+            );
+            if let Err(e) = write_meta(&fs.meta_path, layout.file_mode, &meta) {
+                if let Some(r) = reuse {
+                    lock(&self.free).push(r);
+                }
+                return Err(e);
+            }
+            let (file, is_direct, recycled) =
+                self.open_data_file(&fs.data_path, layout.file_mode, reuse)?;
             sync_dir(&layout.dir)?;
             fs.file = Some(file);
             fs.len = 0;
             fs.on_disk = true;
             fs.direct = is_direct;
             fs.tail = direct::Tail::default();
+            fs.recycled = recycled;
         }
         let len = fs.len;
         let path = fs.data_path.clone();
@@ -1156,13 +1298,22 @@ impl Inner {
             }
             return false;
         }
-        if fs.direct {
-            // The zeros past the committed length were only page padding.
-            if let Some(Err(e)) = fs.file.as_ref().map(|f| f.set_len(fs.len)) {
-                tracing::error!(buffer = %self.name, path = %fs.data_path.display(), "cannot cut the page padding off a chunk file: {e}");
+        if fs.direct || fs.recycled {
+            // Past the committed length: page padding, or a reused file's older bytes. (Readers
+            // stop at the committed length anyway.)
+            match fs.file.as_ref().map(|f| f.set_len(fs.len)) {
+                Some(Err(e)) => {
+                    tracing::error!(buffer = %self.name, path = %fs.data_path.display(), "cannot cut a chunk file to its last block: {e}")
+                }
+                _ => fs.recycled = false,
             }
         }
-        let meta = chunk.meta(self.cfg.compress, "queued", &lock(&chunk.extra));
+        let meta = chunk.meta(
+            self.cfg.compress,
+            "queued",
+            &lock(&chunk.extra),
+            fs.recycled,
+        );
         if let Err(e) = write_meta(&fs.meta_path, layout.file_mode, &meta) {
             tracing::warn!(buffer = %self.name, "cannot update the sidecar of a queued chunk: {e}");
         }
@@ -1219,6 +1370,7 @@ impl Buffer {
             work: Notify::new(),
             shards: senders,
             reaper: reaper_tx,
+            free: Mutex::new(Vec::new()),
             clock: Clock::new(),
             mode: AtomicU8::new(RUNNING),
             workers: AtomicUsize::new(0),
@@ -1270,6 +1422,7 @@ impl Buffer {
             commit_batches: self.inner.batches.load(Ordering::Relaxed),
             fsyncs: self.inner.fsyncs.load(Ordering::Relaxed),
             blocks_written: self.inner.block_writes.load(Ordering::Relaxed),
+            free_files: lock(&self.inner.free).len(),
         }
     }
 
@@ -1507,6 +1660,7 @@ impl Inner {
             .map_err(|e| StoreError::io("create directory", &layout.dir, &e))?;
         let mut datas = Vec::new();
         let mut metas = HashMap::new();
+        let mut free = Vec::new();
         let entries = fs::read_dir(&layout.dir)
             .map_err(|e| StoreError::io("read directory", &layout.dir, &e))?;
         for e in entries {
@@ -1593,7 +1747,7 @@ impl Inner {
                 Compress::Text
             };
             let data = fs::read(&path).map_err(|e| StoreError::io("read", &path, &e))?;
-            let scan = format::scan_blocks(&data);
+            let scan = format::scan_chunk(&data, meta.seed());
             let mut good_len = scan.good_len;
             let mut records = 0u64;
             let mut bytes = 0u64;
@@ -1620,6 +1774,12 @@ impl Inner {
             if good_len < data.len() && format::is_padding(&data[good_len..]) {
                 // Only the zero padding of the last direct write: not damage.
                 cut_file(&path, good_len as u64)?;
+            } else if good_len < data.len() && meta.recycled {
+                // A reused file: what follows the chunk's blocks is the older chunk's bytes
+                // (their CRCs carry the older chunk's id), after at most a torn last write
+                // that was never acknowledged.
+                cut_file(&path, good_len as u64)?;
+                tracing::debug!(path = %path.display(), cut = data.len() - good_len, "cut a reused chunk file's older bytes");
             } else if good_len < data.len() {
                 fs::create_dir_all(&corrupt_dir)
                     .map_err(|e| StoreError::io("create", &corrupt_dir, &e))?;
@@ -1657,6 +1817,7 @@ impl Inner {
                 created: meta.created,
                 shard: (u64::from_str_radix(&id[16..32], 16).unwrap_or(0) as usize)
                     % self.shards.len().max(1),
+                seed: meta.seed(),
                 records: AtomicU64::new(records),
                 bytes: AtomicU64::new(bytes),
                 extra: Mutex::new(meta.extra.clone()),
@@ -1669,6 +1830,7 @@ impl Inner {
                     queued: is_queued,
                     direct: false,
                     tail: direct::Tail::default(),
+                    recycled: false,
                 })),
             });
             report.records += records;
@@ -1684,6 +1846,20 @@ impl Inner {
         for (_, mp) in metas {
             let _ = fs::remove_file(mp);
         }
+        // Delivered chunk files kept for reuse, as many as this configuration keeps.
+        if let Ok(rd) = fs::read_dir(layout.free_dir()) {
+            free.extend(
+                rd.filter_map(Result::ok)
+                    .filter(|e| layout.is_free_name(&e.file_name().to_string_lossy()))
+                    .map(|e| e.path()),
+            );
+        }
+        free.sort();
+        let keep = free.len().min(self.free_limit());
+        for extra in free.split_off(keep) {
+            let _ = fs::remove_file(extra);
+        }
+        *lock(&self.free) = free;
         let mut st = self.lock();
         for c in queued {
             st.total_bytes += c.bytes.load(Ordering::Relaxed);

@@ -40,7 +40,7 @@ async fn concurrent_appends_round_trip() {
         let p = e.expect("entry").path();
         if p.extension().is_some_and(|x| x == "log") {
             let data = std::fs::read(&p).expect("read");
-            let scan = weir_store::format::scan_blocks(&data);
+            let scan = scan_file(&p, &data);
             assert!(weir_store::format::is_padding(&data[scan.good_len..]));
             for r in scan.payloads {
                 on_disk += weir_store::format::count_entries(&data[r]).expect("entries");
@@ -161,7 +161,7 @@ fn chunk_with_blocks(
         .find(|p| p.extension().is_some_and(|x| x == "log"))
         .expect("data file");
     let mut data = std::fs::read(&data_file).expect("read");
-    let scan = weir_store::format::scan_blocks(&data);
+    let scan = scan_file(&data_file, &data);
     // A direct write leaves page padding after the last block; the tests damage the blocks
     // alone.
     assert!(weir_store::format::is_padding(&data[scan.good_len..]));
@@ -327,23 +327,38 @@ async fn a_request_split_over_chunks_round_trips() {
     }
 }
 
-/// Delivered chunks leave nothing behind once the buffer is shut down, and a delivered chunk
-/// whose removal was interrupted (its `.deleting` file) is removed on the next start and never
-/// delivered again.
+/// The names of the delivered chunk files kept for reuse (`free/buffer.f<id>.log`).
+fn free_files(dir: &std::path::Path) -> Vec<String> {
+    let free = buffer_files(&dir.join("free"));
+    assert!(free
+        .iter()
+        .all(|n| n.starts_with("buffer.f") && n.ends_with(".log")));
+    free
+}
+
+/// Delivered chunks leave nothing behind once the buffer is shut down but the data files kept
+/// for reuse, and a delivered chunk whose removal was interrupted (its `.deleting` file) is
+/// removed on the next start and never delivered again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivered_chunk_files_are_removed_even_after_an_interrupted_removal() {
     let dir = temp_dir("reaper");
-    let (buf, _) = open(&dir);
-    buf.append("t", &batch(0..100, 1_700_000_000))
-        .await
-        .expect("commit");
+    let mut cfg = BufferConfig::file(&dir);
+    cfg.chunk_limit_records = Some(100);
+    let (buf, _) = Buffer::open(cfg, "test").expect("open");
+    for part in 0..4u64 {
+        // Four chunks: more than a buffer with one commit thread keeps for reuse (two).
+        buf.append("t", &batch(part * 100..part * 100 + 100, 1_700_000_000))
+            .await
+            .expect("commit");
+    }
     let sink = drain(&buf).await;
-    assert_eq!(sink.seqs().len(), 100);
+    assert_eq!(sink.seqs().len(), 400);
     assert!(
         buffer_files(&dir).is_empty(),
         "left: {:?}",
         buffer_files(&dir)
     );
+    assert_eq!(free_files(&dir).len(), 2);
 
     // A chunk file caught half-removed by a crash: renamed, partly cut.
     let mut block = Vec::new();
@@ -358,8 +373,72 @@ async fn delivered_chunk_files_are_removed_even_after_an_interrupted_removal() {
         "left: {:?}",
         buffer_files(&dir)
     );
+    assert_eq!(buf.stats().free_files, 2);
     let sink = drain(&buf).await;
     assert!(sink.seqs().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A delivered chunk's data file is reused by the next chunk, which overwrites it from the
+/// start: the older chunk's bytes past the new chunk's blocks are never read as events,
+/// neither after a crash (recovery cuts them quietly: their CRCs carry the older chunk's id)
+/// nor when the new chunk is delivered (it is cut at its last block when queued).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_chunk_file_never_gives_back_the_older_chunks_events() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = temp_dir("reuse");
+    let (buf, _) = open(&dir);
+    buf.append("t", &batch(0..3000, 1_700_000_000))
+        .await
+        .expect("commit");
+    assert_eq!(drain(&buf).await.seqs().len(), 3000);
+    let free = free_files(&dir);
+    assert_eq!(free.len(), 1);
+    let old = std::fs::metadata(dir.join("free").join(&free[0])).expect("free file");
+
+    // The next chunk takes the file: same inode, and the older bytes are still past its blocks.
+    let (buf, report) = open(&dir);
+    assert_eq!((report.records, buf.stats().free_files), (0, 1));
+    buf.append("t", &batch(10_000..10_003, 1_700_000_000))
+        .await
+        .expect("commit");
+    assert_eq!(buf.stats().free_files, 0);
+    let data_file = dir.join(
+        buffer_files(&dir)
+            .into_iter()
+            .find(|n| n.starts_with("buffer.b") && n.ends_with(".log"))
+            .expect("the new chunk's data file"),
+    );
+    let now = std::fs::metadata(&data_file).expect("data file");
+    assert_eq!(
+        now.ino(),
+        old.ino(),
+        "the delivered chunk's file was not reused"
+    );
+    assert_eq!(
+        now.len(),
+        old.len(),
+        "the reused file was cut before the seal"
+    );
+    drop(buf); // a crash after the ack
+
+    let (buf, report) = open(&dir);
+    assert_eq!(report.records, 3);
+    assert!(report.truncated.is_empty() && report.corrupt.is_empty());
+    assert!(!dir.join("corrupt").exists());
+    assert_eq!(drain(&buf).await.seqs(), vec![10_000, 10_001, 10_002]);
+
+    // Without a crash: the chunk is cut at its last block when queued and read to there.
+    let (buf, _) = open(&dir);
+    buf.append("t", &batch(0..3000, 1_700_000_000))
+        .await
+        .expect("commit");
+    assert_eq!(drain(&buf).await.seqs().len(), 3000);
+    let (buf, _) = open(&dir);
+    buf.append("t", &batch(20_000..20_002, 1_700_000_000))
+        .await
+        .expect("commit");
+    assert_eq!(drain(&buf).await.seqs(), vec![20_000, 20_001]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -458,7 +537,7 @@ fn stored_entries(dir: &std::path::Path) -> Vec<Vec<u8>> {
         .iter()
         .map(|p| {
             let data = std::fs::read(p).expect("read");
-            let scan = weir_store::format::scan_blocks(&data);
+            let scan = scan_file(p, &data);
             assert!(weir_store::format::is_padding(&data[scan.good_len..]));
             scan.payloads
                 .into_iter()

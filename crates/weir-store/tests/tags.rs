@@ -184,7 +184,7 @@ proptest! {
         append_batches(config(&dir, true, false), 0, &batches);
         let file = data_file(&dir);
         let mut data = std::fs::read(&file).expect("read");
-        let blocks = weir_store::format::scan_blocks(&data).payloads;
+        let blocks = scan_file(&file, &data).payloads;
         prop_assert_eq!(blocks.len(), batches.len());
         let off = ((data.len() as f64 * at) as usize).min(data.len() - 1);
         data.truncate(off);
@@ -205,7 +205,7 @@ fn without_keep_tags_entries_are_packed_forward() {
     let dir = temp_dir("tags-off");
     append_batches(config(&dir, false, false), 0, &[("app.a".into(), 3)]);
     let data = std::fs::read(data_file(&dir)).expect("read");
-    let blocks = weir_store::format::scan_blocks(&data).payloads;
+    let blocks = scan_file(&data_file(&dir), &data).payloads;
     let mut want = Vec::new();
     for seq in 0..3 {
         let mut rec = Vec::new();

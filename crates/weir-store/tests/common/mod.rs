@@ -133,3 +133,22 @@ pub async fn drain(buffer: &Buffer) -> Arc<Collect> {
     let _ = h.await;
     sink
 }
+
+/// Scans a chunk data file written by the store (`<prefix>b<id><suffix>` or `…q…`): its blocks'
+/// CRCs are seeded with the chunk id, which is the 32 hex digits after the state letter.
+pub fn scan_file(path: &std::path::Path, data: &[u8]) -> weir_store::format::Scan {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let id = name
+        .char_indices()
+        .filter(|&(_, c)| c == 'b' || c == 'q')
+        .map(|(i, _)| &name[i + 1..])
+        .find_map(|rest| {
+            rest.get(..32)
+                .filter(|id| id.bytes().all(|b| b.is_ascii_hexdigit()))
+        })
+        .unwrap_or_default();
+    weir_store::format::scan_chunk(data, weir_store::format::seed(id))
+}
