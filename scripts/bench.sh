@@ -379,16 +379,20 @@ is out of reach for that shape whatever the buffer does.
 buffer as the LTSV rows, and deliver each chunk to a `null` output that discards it unread
 (Fluentd's out_null with a `<buffer>`), so they show what the durable buffer itself costs next
 to the unbuffered null output, without an output's formatting and writing taking CPU and
-disk at the same time. This is the row the 70% target is read on. On this machine both kinds
-of row are bound by the two cores, which also run the load generator: the null rows parse
-requests and write acks; the file-buffer rows do the same and also copy each request into a
-block, checksum it, copy it into the commit thread's aligned memory and write it to the disk
-(`O_DIRECT`, so the kernel copies nothing into its page cache) before fdatasync, and they
-switch threads twice per commit. What the disk allows is well above these rates: writes of
-a few megabytes each followed by fdatasync reach 0.7–1.4 GB/s in one stream on this machine
-and up to 1.9 GB/s in four. `commit_shards` (weir's own `<buffer>` parameter, default 1; see
-docs/buffering.md) runs that many commit threads, each with its own chunk per key, so that
-their fdatasyncs overlap.
+disk at the same time. This is the row the 70% target is read on. The null rows are bound by
+the two cores, which also run the load generator: they parse requests and write acks. The
+file-buffer rows do the same and also copy each request into a block, checksum it, copy it
+into the commit thread's aligned memory and write it to the disk (`O_DIRECT`, so the kernel
+copies nothing into its page cache) before fdatasync; but at 16 connections they are bound
+first by the disk's latency: the commit thread is busy writing and syncing 80–90% of the time,
+the machine keeps 20–30% of its CPU idle or waiting for I/O, and the average commit (one
+write and one fdatasync of a few hundred kilobytes) takes 0.5 ms when the machine's shared
+disk is quiet and 1–2 ms when it is not, which moves these rows by tens of percent from run
+to run. For comparison, one stream of direct writes of 512 KiB, each followed by fdatasync,
+reaches 0.8–1.0 GB/s on this disk when appending to a file and 1.8–2.0 GB/s when overwriting
+one, which is why a file buffer reuses delivered chunk files. `commit_shards` (weir's own
+`<buffer>` parameter, default 1; see docs/buffering.md) runs that many commit threads, each
+with its own chunk per key, so that their fdatasyncs overlap.
 
 **delivered/s.** "events/s" is the rate at which weir acknowledged events. A buffered output
 delivers behind that: the LTSV and S3 rows keep delivering for a while after the load stops.
@@ -409,8 +413,9 @@ things used to stall those fdatasyncs for 50–100 ms at every flush, both throu
 journal: syncing a whole output file of hundreds of megabytes at once, and removing a
 delivered chunk file of hundreds of megabytes in one `unlink` (this machine's filesystem is
 mounted with `discard`). The file output now hands its writes to the disk a megabyte at a
-time (`sync_file_range`), and delivered chunk files are cut down a few megabytes at a time by
-a reaper thread; see docs/buffering.md, "Performance".
+time (`sync_file_range`), and delivered chunk files are reused by new chunks (overwriting
+allocated blocks needs no journal commit) or, beyond the few kept, cut down a few megabytes at
+a time by a reaper thread; see docs/buffering.md, "Performance".
 
 **Memory.** Peak RSS grows with the requests in flight: each one holds its request bytes and
 its encoded block until its commit. The S3 output makes an object's body as it sends it: at
