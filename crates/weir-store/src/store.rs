@@ -94,8 +94,8 @@ struct FileState {
     /// last partial one kept in `tail`.
     direct: bool,
     tail: direct::Tail,
-    /// The data file is a delivered chunk's file reused: past `len` it holds that chunk's
-    /// bytes until the file is cut at seal.
+    /// The data file is a delivered chunk's file reused: past `len` it may hold that chunk's
+    /// bytes (it is not cut at seal; readers stop at `len`).
     recycled: bool,
 }
 
@@ -1054,6 +1054,7 @@ impl Inner {
             return false;
         }
         let target = free_dir.join(layout.free_name(&new_id(self.clock.now())));
+        direct::drop_cache(path);
         match fs::rename(path, &target) {
             Ok(()) => {
                 free.push(target);
@@ -1298,14 +1299,14 @@ impl Inner {
             }
             return false;
         }
-        if fs.direct || fs.recycled {
-            // Past the committed length: page padding, or a reused file's older bytes. (Readers
-            // stop at the committed length anyway.)
-            match fs.file.as_ref().map(|f| f.set_len(fs.len)) {
-                Some(Err(e)) => {
-                    tracing::error!(buffer = %self.name, path = %fs.data_path.display(), "cannot cut a chunk file to its last block: {e}")
-                }
-                _ => fs.recycled = false,
+        // Past the committed length: page padding, or a reused file's older bytes. Readers stop
+        // at the committed length. The padding is cut; a reused file keeps its length (cutting
+        // it could free hundreds of megabytes in one journal transaction, which every
+        // fdatasync would wait for: the stall the reaper exists to avoid), and its sidecar
+        // keeps saying it is reused, so that recovery cuts its older bytes quietly.
+        if fs.direct && !fs.recycled {
+            if let Some(Err(e)) = fs.file.as_ref().map(|f| f.set_len(fs.len)) {
+                tracing::error!(buffer = %self.name, path = %fs.data_path.display(), "cannot cut the page padding off a chunk file: {e}");
             }
         }
         let meta = chunk.meta(

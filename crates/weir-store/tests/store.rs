@@ -382,7 +382,7 @@ async fn delivered_chunk_files_are_removed_even_after_an_interrupted_removal() {
 /// A delivered chunk's data file is reused by the next chunk, which overwrites it from the
 /// start: the older chunk's bytes past the new chunk's blocks are never read as events,
 /// neither after a crash (recovery cuts them quietly: their CRCs carry the older chunk's id)
-/// nor when the new chunk is delivered (it is cut at its last block when queued).
+/// nor when the new chunk is delivered (readers stop at its committed length).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reused_chunk_file_never_gives_back_the_older_chunks_events() {
     use std::os::unix::fs::MetadataExt as _;
@@ -428,7 +428,8 @@ async fn a_reused_chunk_file_never_gives_back_the_older_chunks_events() {
     assert!(!dir.join("corrupt").exists());
     assert_eq!(drain(&buf).await.seqs(), vec![10_000, 10_001, 10_002]);
 
-    // Without a crash: the chunk is cut at its last block when queued and read to there.
+    // Without a crash: the queued chunk keeps the older bytes past its blocks (the file is not
+    // cut), and is read to its last block.
     let (buf, _) = open(&dir);
     buf.append("t", &batch(0..3000, 1_700_000_000))
         .await
@@ -439,6 +440,28 @@ async fn a_reused_chunk_file_never_gives_back_the_older_chunks_events() {
         .await
         .expect("commit");
     assert_eq!(drain(&buf).await.seqs(), vec![20_000, 20_001]);
+
+    // A crash while such a chunk is queued: recovery cuts the older bytes quietly.
+    let (buf, _) = open(&dir);
+    buf.append("t", &batch(30_000..30_002, 1_700_000_000))
+        .await
+        .expect("commit");
+    buf.flush_all();
+    buf.sync().await;
+    assert_eq!(buf.stats().queued_chunks, 1);
+    let queued = dir.join(
+        buffer_files(&dir)
+            .into_iter()
+            .find(|n| n.starts_with("buffer.q") && n.ends_with(".log"))
+            .expect("the queued chunk's data file"),
+    );
+    // Not cut to its two events: still the length of the older chunks' file.
+    assert!(std::fs::metadata(&queued).expect("queued file").len() >= old.len());
+    drop(buf);
+    let (buf, report) = open(&dir);
+    assert_eq!((report.queued, report.records), (1, 2));
+    assert!(report.truncated.is_empty() && report.corrupt.is_empty());
+    assert_eq!(drain(&buf).await.seqs(), vec![30_000, 30_001]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
