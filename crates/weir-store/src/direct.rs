@@ -34,39 +34,34 @@ pub(crate) const ALIGN: usize = crate::format::PAGE;
 /// several pieces of this size (and synced once).
 pub(crate) const STAGING: usize = 4 << 20;
 
+/// Opens `path` with the options `options` makes, adding `O_DIRECT` where the filesystem
+/// allows it. Returns the file and whether it is direct.
+fn open_maybe_direct(path: &Path, options: impl Fn() -> OpenOptions) -> io::Result<(File, bool)> {
+    match options().custom_flags(libc::O_DIRECT).open(path) {
+        Ok(f) => Ok((f, true)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok((options().open(path)?, false)),
+        Err(e) => Err(e),
+    }
+}
+
 /// Opens a new chunk data file for writing, with `O_DIRECT` where the filesystem allows it.
 /// Returns the file and whether it is direct.
 pub(crate) fn create(path: &Path, mode: u32) -> io::Result<(File, bool)> {
-    let open = |flags: i32| {
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .custom_flags(flags)
-            .open(path)
-    };
-    match open(libc::O_DIRECT) {
-        Ok(f) => Ok((f, true)),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok((open(0)?, false)),
-        Err(e) => Err(e),
-    }
+    open_maybe_direct(path, || {
+        let mut o = OpenOptions::new();
+        o.write(true).create(true).truncate(true).mode(mode);
+        o
+    })
 }
 
 /// Opens an existing file (a delivered chunk's, reused) for writing without cutting it, with
 /// `O_DIRECT` where the filesystem allows it. Returns the file and whether it is direct.
 pub(crate) fn open_existing(path: &Path) -> io::Result<(File, bool)> {
-    let open = |flags: i32| {
-        OpenOptions::new()
-            .write(true)
-            .custom_flags(flags)
-            .open(path)
-    };
-    match open(libc::O_DIRECT) {
-        Ok(f) => Ok((f, true)),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok((open(0)?, false)),
-        Err(e) => Err(e),
-    }
+    open_maybe_direct(path, || {
+        let mut o = OpenOptions::new();
+        o.write(true);
+        o
+    })
 }
 
 /// Drops the page cache's copy of a file (clean pages only; a hint). A delivered chunk's file

@@ -336,6 +336,16 @@ fn free_files(dir: &std::path::Path) -> Vec<String> {
     free
 }
 
+/// The chunk data file in `dir` whose name starts with `start` (`buffer.b`: staged,
+/// `buffer.q`: queued).
+fn chunk_file(dir: &std::path::Path, start: &str) -> std::path::PathBuf {
+    let name = buffer_files(dir)
+        .into_iter()
+        .find(|n| n.starts_with(start) && n.ends_with(".log"))
+        .unwrap_or_else(|| panic!("no {start}*.log in {}", dir.display()));
+    dir.join(name)
+}
+
 /// Delivered chunks leave nothing behind once the buffer is shut down but the data files kept
 /// for reuse, and a delivered chunk whose removal was interrupted (its `.deleting` file) is
 /// removed on the next start and never delivered again.
@@ -403,12 +413,7 @@ async fn a_reused_chunk_file_never_gives_back_the_older_chunks_events() {
         .await
         .expect("commit");
     assert_eq!(buf.stats().free_files, 0);
-    let data_file = dir.join(
-        buffer_files(&dir)
-            .into_iter()
-            .find(|n| n.starts_with("buffer.b") && n.ends_with(".log"))
-            .expect("the new chunk's data file"),
-    );
+    let data_file = chunk_file(&dir, "buffer.b");
     let now = std::fs::metadata(&data_file).expect("data file");
     assert_eq!(
         now.ino(),
@@ -449,12 +454,7 @@ async fn a_reused_chunk_file_never_gives_back_the_older_chunks_events() {
     buf.flush_all();
     buf.sync().await;
     assert_eq!(buf.stats().queued_chunks, 1);
-    let queued = dir.join(
-        buffer_files(&dir)
-            .into_iter()
-            .find(|n| n.starts_with("buffer.q") && n.ends_with(".log"))
-            .expect("the queued chunk's data file"),
-    );
+    let queued = chunk_file(&dir, "buffer.q");
     // Not cut to its two events: still the length of the older chunks' file.
     assert!(std::fs::metadata(&queued).expect("queued file").len() >= old.len());
     drop(buf);
