@@ -1778,9 +1778,10 @@ impl Inner {
             } else if good_len < data.len() && meta.recycled {
                 // A reused file: what follows the chunk's blocks is the older chunk's bytes
                 // (their CRCs carry the older chunk's id), after at most a torn last write
-                // that was never acknowledged.
+                // that was never acknowledged. Damage inside the chunk would look the same, so
+                // the cut is logged with its offset.
                 cut_file(&path, good_len as u64)?;
-                tracing::debug!(path = %path.display(), cut = data.len() - good_len, "cut a reused chunk file's older bytes");
+                tracing::info!(path = %path.display(), offset = good_len, cut = data.len() - good_len, "cut a reused chunk file after its last intact block (the rest is an older chunk's bytes)");
             } else if good_len < data.len() {
                 fs::create_dir_all(&corrupt_dir)
                     .map_err(|e| StoreError::io("create", &corrupt_dir, &e))?;
