@@ -6,9 +6,9 @@
 //! another chunk never passes as one of this chunk's: a delivered chunk's file is reused for
 //! a new chunk (see the store's recycling), and the old chunk's blocks past the new chunk's end
 //! fail the check. The id enters as the CRC's starting value, its [`seed`]. Chunks written
-//! before sidecar version 2, and memory chunks, use the seed 0 (no id). The payload is msgpack entries back to back, gzip-compressed
-//! as one gzip member per block when the buffer has `compress gzip`. A chunk file is nothing
-//! but blocks, back to back.
+//! before sidecar version 2, and memory chunks, use the seed 0 (no id). The payload is msgpack
+//! entries back to back, gzip-compressed as one gzip member per block when the buffer has
+//! `compress gzip`. A chunk file is nothing but blocks, back to back.
 //!
 //! An entry is one of:
 //!
