@@ -651,3 +651,62 @@ proptest! {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// A chunk written before sidecar version 2 (block CRCs without the chunk id) is still
+/// recovered and delivered: an upgrade keeps what the buffer held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_chunk_is_still_read() {
+    let dir = temp_dir("v1");
+    let id = "0005f0000000000000000000000000aa";
+    let mut payload = Vec::new();
+    for seq in 0..3 {
+        let mut rec = Vec::new();
+        record(&mut rec, seq, 4);
+        weir_proto::encode_entry(
+            &mut payload,
+            weir_proto::EventTime::new(1_700_000_000, 0),
+            &rec,
+            weir_proto::TimeFormat::EventTime,
+        );
+    }
+    let mut data = Vec::new();
+    weir_store::format::frame_block(&mut data, &payload);
+    std::fs::write(dir.join(format!("buffer.q{id}.log")), &data).expect("data");
+    let meta = format!(
+        r#"{{"version":1,"id":"{id}","tag":null,"timekey":null,"variables":[],"created":1.0,
+            "state":"queued","records":3,"bytes":{},"compress":"text","extra":[]}}"#,
+        payload.len()
+    );
+    std::fs::write(dir.join(format!("buffer.{id}.log.meta")), meta).expect("sidecar");
+    let (buf, report) = open(&dir);
+    assert_eq!((report.queued, report.records), (1, 3));
+    assert!(report.truncated.is_empty() && report.corrupt.is_empty());
+    assert_eq!(drain(&buf).await.seqs(), vec![0, 1, 2]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A start keeps as many delivered chunk files for reuse as the configuration allows (one
+/// commit thread: two) and removes the others, for example after `commit_shards` went down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_keeps_only_as_many_free_files_as_configured() {
+    let dir = temp_dir("free-limit");
+    std::fs::create_dir_all(dir.join("free")).expect("free/");
+    for n in 0..5 {
+        let name = format!("buffer.f{n:032x}.log");
+        std::fs::write(dir.join("free").join(name), vec![7u8; 4096]).expect("free file");
+    }
+    // Not a free file of this buffer: left alone.
+    std::fs::write(dir.join("free").join("other.f0.log"), b"x").expect("other");
+    let (buf, report) = open(&dir);
+    assert_eq!(report.records, 0);
+    assert_eq!(buf.stats().free_files, 2);
+    let left = buffer_files(&dir.join("free"));
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(left.contains(&"other.f0.log".to_string()));
+    buf.append("t", &batch(0..3, 1_700_000_000))
+        .await
+        .expect("commit");
+    assert_eq!(buf.stats().free_files, 1);
+    assert_eq!(drain(&buf).await.seqs(), vec![0, 1, 2]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
