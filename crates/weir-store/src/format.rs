@@ -73,8 +73,60 @@ pub(crate) fn reseed_block(block: &mut [u8], seed: u32) {
     let crc = u32::from_le_bytes([block[4], block[5], block[6], block[7]]);
     // The CRC of `seed-bytes ++ M` from the CRC of M alone: the seed is the CRC of the id,
     // so this is the CRC of `id ++ M`.
-    let crc = crc32c::crc32c_combine(seed, crc, 4 + (block.len() - BLOCK_HEADER));
+    let crc = crc_combine(seed, crc, (4 + (block.len() - BLOCK_HEADER)) as u64);
     block[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The CRC-32C polynomial, bit-reflected (the lowest power of x in the top bit).
+const POLY: u32 = 0x82F6_3B78;
+
+/// `a(x) * b(x) mod P(x)` for two polynomials in the CRC's reflected bit order.
+const fn mul_mod_p(a: u32, mut b: u32) -> u32 {
+    let mut product = 0;
+    let mut bit = 1u32 << 31;
+    while bit != 0 {
+        if a & bit != 0 {
+            product ^= b;
+        }
+        b = if b & 1 != 0 { (b >> 1) ^ POLY } else { b >> 1 };
+        bit >>= 1;
+    }
+    product
+}
+
+/// `x^(2^k) mod P(x)` for every k below 64, by squaring.
+const X_POW_2K: [u32; 64] = {
+    let mut table = [0u32; 64];
+    let mut x = 1u32 << 30; // x^1
+    let mut k = 0;
+    while k < 64 {
+        table[k] = x;
+        x = mul_mod_p(x, x);
+        k += 1;
+    }
+    table
+};
+
+/// `x^(8 * bytes) mod P(x)`: the operator that moves a CRC past `bytes` zero bytes.
+fn x_pow_bytes(bytes: u64) -> u32 {
+    let mut result = 1u32 << 31; // x^0
+    let mut n = bytes;
+    let mut k = 3; // 8 * bytes = bytes << 3
+    while n != 0 {
+        if n & 1 != 0 {
+            result = mul_mod_p(X_POW_2K[k], result);
+        }
+        n >>= 1;
+        k += 1;
+    }
+    result
+}
+
+/// The CRC-32C of `A ++ B` from the CRC of `A`, the CRC of `B` and the length of `B`. A few
+/// hundred shifts whatever the length: a block is reseeded on the commit path, where the
+/// square-and-multiply-matrices method took about as long as computing the CRC again.
+pub(crate) fn crc_combine(crc_a: u32, crc_b: u32, len_b: u64) -> u32 {
+    mul_mod_p(x_pow_bytes(len_b), crc_a) ^ crc_b
 }
 
 /// Appends one framed block holding `payload` to `out`, with the seed 0.
@@ -370,6 +422,34 @@ mod tests {
         assert_eq!(m.seed(), seed("0123456789abcdef0123456789abcdef"));
         m.version = 3;
         assert!(MetaFile::from_bytes(&m.to_bytes()).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn combining_crcs_is_the_crc_of_both(
+            a in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            b in proptest::collection::vec(proptest::num::u8::ANY, 0..3000),
+        ) {
+            let whole = [a.as_slice(), b.as_slice()].concat();
+            let combined = crc_combine(crc32c::crc32c(&a), crc32c::crc32c(&b), b.len() as u64);
+            proptest::prop_assert_eq!(combined, crc32c::crc32c(&whole));
+        }
+    }
+
+    #[test]
+    fn combining_agrees_with_the_crates_method_for_long_lengths() {
+        for len in [
+            1u64,
+            8,
+            4095,
+            1 << 20,
+            (1 << 30) + 7,
+            u64::from(u32::MAX) + 3,
+        ] {
+            let (a, b) = (0xDEAD_BEEF, 0x1234_5678);
+            let expected = crc32c::crc32c_combine(a, b, len as usize);
+            assert_eq!(crc_combine(a, b, len), expected, "length {len}");
+        }
     }
 
     #[test]
