@@ -143,11 +143,11 @@ impl Staging {
     }
 }
 
-/// Writes `blocks` to a direct chunk file whose committed length is `len` and whose last
-/// partial page is `tail`, in whole pages starting at the page that holds `len`. Does not sync.
-/// Returns the new committed length; `tail` then holds the new last partial page. On error
-/// the file holds the old committed bytes up to `len` and anything past it is garbage that the
-/// caller cuts off; `tail` is left as it was.
+/// Writes `blocks` (byte pieces, back to back) to a direct chunk file whose committed length
+/// is `len` and whose last partial page is `tail`, in whole pages starting at the page that
+/// holds `len`. Does not sync. Returns the new committed length; `tail` then holds the new
+/// last partial page. On error the file holds the old committed bytes up to `len` and anything
+/// past it is garbage that the caller cuts off; `tail` is left as it was.
 pub(crate) fn write(
     file: &File,
     staging: &mut Staging,

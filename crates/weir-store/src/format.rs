@@ -64,17 +64,30 @@ pub(crate) fn crc_of(seed: u32, len: [u8; 4], payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c_append(seed, &len), payload)
 }
 
-/// Re-seeds a framed block: `block` was framed with the seed 0 ([`frame_block`],
-/// [`seal_block`]); its CRC becomes the one for `seed`, without reading the payload again.
-pub(crate) fn reseed_block(block: &mut [u8], seed: u32) {
-    if seed == 0 || block.len() < BLOCK_HEADER {
+/// The header of a block holding `payload` in a chunk whose CRC seed is `seed`.
+pub(crate) fn block_header(seed: u32, payload: &[u8]) -> [u8; BLOCK_HEADER] {
+    let len = u32::try_from(payload.len())
+        .unwrap_or(u32::MAX)
+        .to_le_bytes();
+    let crc = crc_of(seed, len, payload).to_le_bytes();
+    [
+        len[0], len[1], len[2], len[3], crc[0], crc[1], crc[2], crc[3],
+    ]
+}
+
+/// Re-seeds a block header made with the seed 0 ([`block_header`], [`frame_block`]): its CRC
+/// becomes the one for `seed`, without reading the payload again.
+pub(crate) fn reseed_header(header: &mut [u8; BLOCK_HEADER], seed: u32) {
+    if seed == 0 {
         return;
     }
-    let crc = u32::from_le_bytes([block[4], block[5], block[6], block[7]]);
+    let [l0, l1, l2, l3, c0, c1, c2, c3] = *header;
+    let crc = u32::from_le_bytes([c0, c1, c2, c3]);
+    let payload_len = u64::from(u32::from_le_bytes([l0, l1, l2, l3]));
     // The CRC of `seed-bytes ++ M` from the CRC of M alone: the seed is the CRC of the id,
     // so this is the CRC of `id ++ M`.
-    let crc = crc_combine(seed, crc, (4 + (block.len() - BLOCK_HEADER)) as u64);
-    block[4..8].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc_combine(seed, crc, 4 + payload_len);
+    header[4..].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// The CRC-32C polynomial, bit-reflected (the lowest power of x in the top bit).
@@ -131,26 +144,8 @@ pub(crate) fn crc_combine(crc_a: u32, crc_b: u32, len_b: u64) -> u32 {
 
 /// Appends one framed block holding `payload` to `out`, with the seed 0.
 pub fn frame_block(out: &mut Vec<u8>, payload: &[u8]) {
-    let len = u32::try_from(payload.len())
-        .unwrap_or(u32::MAX)
-        .to_le_bytes();
-    out.extend_from_slice(&len);
-    out.extend_from_slice(&crc_of(0, len, payload).to_le_bytes());
+    out.extend_from_slice(&block_header(0, payload));
     out.extend_from_slice(payload);
-}
-
-/// Frames a block in place: `block` is [`BLOCK_HEADER`] bytes of room followed by the
-/// payload; the room becomes the header. The same bytes as [`frame_block`] of the payload.
-pub(crate) fn seal_block(block: &mut [u8]) {
-    let Some((header, payload)) = block.split_at_mut_checked(BLOCK_HEADER) else {
-        return;
-    };
-    let len = u32::try_from(payload.len())
-        .unwrap_or(u32::MAX)
-        .to_le_bytes();
-    let crc = crc_of(0, len, payload).to_le_bytes();
-    header[..4].copy_from_slice(&len);
-    header[4..].copy_from_slice(&crc);
 }
 
 /// The result of scanning a chunk file's bytes.
@@ -337,18 +332,6 @@ mod tests {
     }
 
     #[test]
-    fn sealing_in_place_frames_like_frame_block() {
-        for payload in [&b"x"[..], b"hello, block", &[0u8; 300]] {
-            let mut framed = Vec::new();
-            frame_block(&mut framed, payload);
-            let mut sealed = vec![0u8; BLOCK_HEADER];
-            sealed.extend_from_slice(payload);
-            seal_block(&mut sealed);
-            assert_eq!(sealed, framed);
-        }
-    }
-
-    #[test]
     fn str_header_is_the_smallest_msgpack_str_header() {
         for len in [0, 1, 31, 32, 255, 256, 65_535, 65_536, 1 << 20] {
             let mut want = Vec::new();
@@ -394,9 +377,10 @@ mod tests {
     fn a_block_passes_only_under_its_own_chunks_seed() {
         let (a, b) = (seed(&"a".repeat(32)), seed(&"b".repeat(32)));
         for payload in [&b"x"[..], b"hello, block", &[0u8; 5000]] {
-            let mut block = Vec::new();
-            frame_block(&mut block, payload);
-            reseed_block(&mut block, a);
+            let mut header = block_header(0, payload);
+            reseed_header(&mut header, a);
+            let block = [&header[..], payload].concat();
+            assert_eq!(header, block_header(a, payload));
             // The same bytes as a CRC over the id, the length and the payload.
             let mut whole = "a".repeat(32).into_bytes();
             whole.extend_from_slice(&block[..4]);

@@ -152,8 +152,8 @@ impl Chunk {
 enum Cmd {
     Write {
         chunk: Arc<Chunk>,
-        /// One framed block (header and stored payload), written as it is.
-        block: Vec<u8>,
+        /// One framed block, written as it is.
+        block: Block,
         records: u64,
         /// Uncompressed payload bytes, as reserved in the chunk's counters.
         bytes: u64,
@@ -277,22 +277,53 @@ impl Future for Commit {
     }
 }
 
+/// A framed block on its way into a chunk: its header (made with the seed 0 and re-seeded
+/// by the commit thread, see [`format::reseed_header`]) and its stored payload. The payload
+/// is often a slice of the request the events came in, not a copy of it.
+pub(crate) struct Block {
+    header: [u8; format::BLOCK_HEADER],
+    payload: Bytes,
+}
+
+impl Block {
+    fn new(payload: Bytes) -> Block {
+        Block {
+            header: format::block_header(0, &payload),
+            payload,
+        }
+    }
+
+    /// Frames `payload` as stored with `compress`.
+    fn stored(payload: Bytes, compress: Compress) -> Block {
+        match compress {
+            Compress::Text => Block::new(payload),
+            Compress::Gzip => Block::new(Bytes::from(format::gzip_block(&payload))),
+        }
+    }
+}
+
 /// Events of one append for one chunk key, already encoded as entries (see [`crate::format`]).
 ///
-/// `data` starts with [`format::BLOCK_HEADER`] bytes of room, so that the whole group becomes
-/// one framed block in place ([`Group::frame`]) and goes to the commit thread without a copy.
+/// When a request holds its entries exactly as a chunk stores them, one after the other (what
+/// Fluentd and Fluent Bit send in PackedForward), the group is a slice of the request and its
+/// bytes are not copied until the commit thread writes them.
 struct Group {
     key: ChunkKey,
-    /// Room for a block header, then the entries back to back.
+    /// Entries encoded or copied so far, back to back (allocated on first use).
     data: Vec<u8>,
-    /// Entry end offsets in `data` (the first entry starts at `BLOCK_HEADER`), counting the
-    /// entries of `run` as if they were already copied.
+    /// How many bytes to allocate for `data` when it is first needed.
+    hint: usize,
+    /// Entry end offsets in the group's payload, counting the entries of `run` as if they
+    /// were already copied.
     ends: Vec<usize>,
     /// A byte range of the request that holds entries exactly as the chunk stores them, one
-    /// after the other, not yet copied into `data`: copied in one piece when the run ends.
+    /// after the other, not yet copied into `data`: copied in one piece when the run ends, or
+    /// taken as the whole payload without a copy if nothing else joins the group.
     run: Option<std::ops::Range<usize>>,
-    /// With `compress gzip`: the whole group as one framed gzip block.
-    gzipped: Option<Vec<u8>>,
+    /// The group's payload once framed (uncompressed).
+    payload: Bytes,
+    /// The whole group as one framed block, until taken.
+    block: Option<Block>,
 }
 
 /// Bytes of an entry before its record, as the chunk stores it: fixarray 2, then the
@@ -310,22 +341,30 @@ fn entry_prefix(t: EventTime) -> [u8; ENTRY_PREFIX] {
 }
 
 impl Group {
-    fn new(key: ChunkKey, capacity: usize) -> Self {
-        let mut data = Vec::with_capacity(format::BLOCK_HEADER + capacity);
-        data.resize(format::BLOCK_HEADER, 0);
+    fn new(key: ChunkKey, hint: usize) -> Self {
         Group {
             key,
-            data,
+            data: Vec::new(),
+            hint,
             ends: Vec::new(),
             run: None,
-            gzipped: None,
+            payload: Bytes::new(),
+            block: None,
         }
+    }
+
+    /// `data`, allocated with the hint on first use.
+    fn data(&mut self) -> &mut Vec<u8> {
+        if self.data.capacity() == 0 {
+            self.data.reserve(self.hint);
+        }
+        &mut self.data
     }
 
     /// Copies the pending run of request bytes into `data`.
     fn end_run(&mut self, request: &[u8]) {
         if let Some(r) = self.run.take() {
-            self.data.extend_from_slice(request.get(r).unwrap_or(&[]));
+            self.data().extend_from_slice(request.get(r).unwrap_or(&[]));
         }
     }
 
@@ -343,27 +382,18 @@ impl Group {
         self.ends.push(self.data.len() + pending);
     }
 
-    /// Frames the whole group as one block: the header is written into `data`'s room (and,
-    /// with gzip, the compressed block is made). Done before the state lock is taken, so
-    /// connections frame (and compress) their requests in parallel.
-    fn frame(&mut self, compress: Compress) {
-        match compress {
-            Compress::Text => format::seal_block(&mut self.data),
-            Compress::Gzip => {
-                let stored = format::gzip_block(&self.data[format::BLOCK_HEADER..]);
-                let mut block = Vec::with_capacity(format::BLOCK_HEADER + stored.len());
-                format::frame_block(&mut block, &stored);
-                self.gzipped = Some(block);
+    /// Frames the whole group as one block (and, with gzip, compresses it). Done before the
+    /// state lock is taken, so connections frame (and compress) their requests in parallel.
+    fn frame(&mut self, request: &Bytes, compress: Compress) {
+        self.payload = match self.run.take() {
+            Some(r) if self.data.is_empty() && r.end <= request.len() => request.slice(r),
+            run => {
+                self.run = run;
+                self.end_run(request);
+                Bytes::from(std::mem::take(&mut self.data))
             }
-        }
-    }
-
-    /// The whole group's framed block, taken out of the group (which is then spent).
-    fn take_block(&mut self) -> Vec<u8> {
-        match self.gzipped.take() {
-            Some(b) => b,
-            None => std::mem::take(&mut self.data),
-        }
+        };
+        self.block = Some(Block::stored(self.payload.clone(), compress));
     }
 }
 
@@ -622,11 +652,7 @@ impl Inner {
                 };
                 let c_bytes = chunk.bytes.load(Ordering::Relaxed);
                 let c_records = chunk.records.load(Ordering::Relaxed);
-                let start_off = if first == 0 {
-                    format::BLOCK_HEADER
-                } else {
-                    g.ends[first - 1]
-                };
+                let start_off = if first == 0 { 0 } else { g.ends[first - 1] };
                 let mut last = first;
                 while last < g.ends.len() {
                     let size = (g.ends[last] - start_off) as u64;
@@ -655,25 +681,23 @@ impl Inner {
                 let n = (last - first) as u64;
                 // The whole group fits: its block is already framed. Otherwise (the group
                 // spans chunks) frame this part now.
-                let block = if first == 0 && last == g.ends.len() {
-                    g.take_block()
-                } else {
-                    let payload = &g.data[start_off..end_off];
-                    let stored = match self.cfg.compress {
-                        Compress::Text => None,
-                        Compress::Gzip => Some(format::gzip_block(payload)),
-                    };
-                    let stored = stored.as_deref().unwrap_or(payload);
-                    let mut block = Vec::with_capacity(format::BLOCK_HEADER + stored.len());
-                    format::frame_block(&mut block, stored);
-                    block
+                let block = match g.block.take() {
+                    Some(b) if first == 0 && last == g.ends.len() => b,
+                    whole => {
+                        g.block = whole;
+                        let payload = g.payload.slice(start_off..end_off);
+                        Block::stored(payload, self.cfg.compress)
+                    }
                 };
                 chunk.records.fetch_add(n, Ordering::Relaxed);
                 chunk.bytes.fetch_add(bytes, Ordering::Relaxed);
                 st.total_bytes += bytes;
                 match &chunk.storage {
                     Storage::Memory(m) => {
-                        Arc::make_mut(&mut lock(m)).extend_from_slice(&block);
+                        let mut m = lock(m);
+                        let m = Arc::make_mut(&mut m);
+                        m.extend_from_slice(&block.header);
+                        m.extend_from_slice(&block.payload);
                     }
                     Storage::File(_) => {
                         let (tx, rx) = oneshot::channel();
@@ -1117,7 +1141,7 @@ fn commit_thread(inner: Weak<Inner>, rx: mpsc::Receiver<Cmd>) {
 }
 
 /// A framed block, its records and uncompressed bytes, and who waits for it.
-type WriteReq = (Vec<u8>, u64, u64, oneshot::Sender<Result<(), StoreError>>);
+type WriteReq = (Block, u64, u64, oneshot::Sender<Result<(), StoreError>>);
 
 impl Inner {
     /// Commits one batch; false when told to stop.
@@ -1146,7 +1170,7 @@ impl Inner {
         }
         for (chunk, mut reqs) in groups {
             for (block, _, _, _) in &mut reqs {
-                format::reseed_block(block, chunk.seed);
+                format::reseed_header(&mut block.header, chunk.seed);
             }
             let total: u64 = reqs.iter().map(|(_, _, b, _)| *b).sum();
             let records: u64 = reqs.iter().map(|(_, r, _, _)| *r).sum();
@@ -1235,12 +1259,15 @@ impl Inner {
                 &std::io::Error::other("chunk file is not open"),
             ));
         };
+        let pieces: Vec<&[u8]> = reqs
+            .iter()
+            .flat_map(|(b, _, _, _)| [&b.header[..], &b.payload[..]])
+            .collect();
         let commit_started = std::time::Instant::now();
         let mut end = len;
         let mut r = Ok(());
         if fs.direct {
-            let blocks: Vec<&[u8]> = reqs.iter().map(|(b, _, _, _)| b.as_slice()).collect();
-            match direct::write(file, staging, &mut fs.tail, len, &blocks) {
+            match direct::write(file, staging, &mut fs.tail, len, &pieces) {
                 Ok(e) => end = e,
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                     // The device wants a larger alignment than a page: this file goes through
@@ -1255,12 +1282,12 @@ impl Inner {
             }
         }
         if r.is_ok() && !fs.direct {
-            for (block, _, _, _) in reqs {
-                if let Err(e) = file.write_all_at(block, end) {
+            for piece in &pieces {
+                if let Err(e) = file.write_all_at(piece, end) {
                     r = Err(StoreError::io("write", &path, &e));
                     break;
                 }
-                end += block.len() as u64;
+                end += piece.len() as u64;
             }
         }
         let r = r.and_then(|()| {
@@ -1509,8 +1536,8 @@ impl Buffer {
                     let gi = match groups.iter().position(|g| g.key == key) {
                         Some(i) => i,
                         None => {
-                            let cap = if groups.is_empty() { capacity } else { 0 };
-                            groups.push(Group::new(key, cap));
+                            let hint = if groups.is_empty() { capacity } else { 0 };
+                            groups.push(Group::new(key, hint));
                             groups.len() - 1
                         }
                     };
@@ -1529,12 +1556,7 @@ impl Buffer {
             } else {
                 g.end_run(request);
                 let at = g.data.len();
-                weir_proto::encode_entry(
-                    &mut g.data,
-                    time,
-                    record,
-                    weir_proto::TimeFormat::EventTime,
-                );
+                weir_proto::encode_entry(g.data(), time, record, weir_proto::TimeFormat::EventTime);
                 if keep_tags {
                     // `[time, record]` becomes `[time, record, tag]`: fixarray 3, then the tag.
                     g.data[at] = 0x93;
@@ -1562,12 +1584,9 @@ impl Buffer {
                 g.ends.push(g.data.len());
             }
         }
-        for g in &mut groups {
-            g.end_run(request);
-        }
         groups.retain(|g| !g.ends.is_empty());
         for g in &mut groups {
-            g.frame(self.inner.cfg.compress);
+            g.frame(events.buffer(), self.inner.cfg.compress);
         }
         groups
     }
