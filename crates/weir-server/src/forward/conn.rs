@@ -35,6 +35,10 @@ use crate::pipeline::{Accepted, Pipeline, Refused};
 const MAX_DEPTH: usize = 256;
 /// Room kept free in the read buffer before each read.
 const READ_CHUNK: usize = 64 * 1024;
+/// Bytes a frame may have after its last large field (the option map after a PackedForward
+/// bin, typically under a hundred bytes): a read that finishes a large frame asks for this
+/// much more than the frame is known to need.
+const FRAME_TRAILER: usize = 1024;
 
 /// What every connection of one forward source shares.
 pub(crate) struct Shared {
@@ -273,6 +277,8 @@ where
         max_depth: MAX_DEPTH,
     });
     let mut checked_first_byte = shared.config.security.is_some();
+    // The size of the last frame: the guess for the next one's.
+    let mut last_frame = 0usize;
     loop {
         if !checked_first_byte {
             if let Some(&first) = buf.first() {
@@ -281,6 +287,7 @@ where
             }
         }
         while let Some(frame) = decoder.next_frame(&mut buf)? {
+            last_frame = frame.len();
             let pending = handle_frame(frame, peer, shared, extra.as_ref())?;
             if let Some(pending) = pending {
                 if tx.send(pending).await.is_err() {
@@ -296,19 +303,33 @@ where
         if !mid_request && shared.shutdown.is_cancelled() {
             return Ok(());
         }
-        let want = decoder
-            .needed_hint()
-            .clamp(READ_CHUNK, limit.max(READ_CHUNK));
-        if buf.capacity() - buf.len() < READ_CHUNK {
+        // A frame keeps its part of the read buffer's memory until its events are stored, so
+        // bytes of the next frame read into that memory are copied when the buffer grows.
+        // Frames are read into memory sized for them (the last frame's size is the guess for
+        // a new one) and a read that finishes a large frame stops just after it, so that only
+        // a few bytes are copied whatever the frames' size.
+        let need = decoder.needed_hint();
+        let want = if need > 0 {
+            need + FRAME_TRAILER
+        } else {
+            last_frame + FRAME_TRAILER
+        }
+        .clamp(READ_CHUNK, limit.max(READ_CHUNK));
+        if buf.capacity() - buf.len() < want {
             buf.reserve(want);
         }
+        let max_read = if need >= READ_CHUNK {
+            (need + FRAME_TRAILER) as u64
+        } else {
+            u64::MAX
+        };
         let wait = if mid_request {
             cfg.read_timeout
         } else {
             cfg.idle_timeout
         };
         let read = async {
-            match timeout(wait, rd.read_buf(&mut buf)).await {
+            match timeout(wait, (&mut rd).take(max_read).read_buf(&mut buf)).await {
                 Ok(r) => r.map_err(ConnError::from),
                 Err(_) if mid_request => Err(ConnError::ReadTimeout(wait)),
                 Err(_) => Err(ConnError::Idle(wait)),
