@@ -96,6 +96,16 @@ pub(crate) fn disable(file: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// Asks the kernel to back `mem` with transparent huge pages (a hint: without them, or where
+/// they are off, nothing changes).
+fn advise_huge_pages(mem: &mut [u8]) {
+    // SAFETY: madvise with MADV_HUGEPAGE only changes how the kernel backs the pages of a
+    // range this slice owns; it does not change their contents or make them invalid.
+    unsafe {
+        libc::madvise(mem.as_mut_ptr().cast(), mem.len(), libc::MADV_HUGEPAGE);
+    }
+}
+
 /// The committed bytes of a direct chunk file's last, partly filled page.
 #[derive(Debug, Default)]
 pub(crate) struct Tail(Vec<u8>);
@@ -116,11 +126,19 @@ pub(crate) struct Staging {
     used: usize,
 }
 
+/// The staging memory is aligned to this (the size of an x86-64 or arm64 huge page) and asked
+/// to be backed by huge pages: a direct write pins every page it reads from, and with 4 KiB
+/// pages that pinning cost as much as a fifth of the copy into the staging memory.
+const HUGE_PAGE: usize = 2 << 20;
+
 impl Staging {
     fn ensure(&mut self) {
         if self.mem.is_empty() {
-            self.mem = vec![0; STAGING + ALIGN];
-            self.start = self.mem.as_ptr().align_offset(ALIGN).min(ALIGN);
+            // Zeroed and untouched until used: the extra room for the alignment costs address
+            // space, not memory.
+            self.mem = vec![0; STAGING + HUGE_PAGE];
+            self.start = self.mem.as_ptr().align_offset(HUGE_PAGE).min(HUGE_PAGE);
+            advise_huge_pages(&mut self.mem[self.start..self.start + STAGING]);
         }
     }
 
