@@ -22,6 +22,7 @@ pub struct EventBatch {
     buf: Bytes,
     entries: Vec<EntryRef>,
     byte_len: usize,
+    chunk_form: bool,
 }
 
 impl EventBatch {
@@ -36,7 +37,23 @@ impl EventBatch {
             buf,
             entries,
             byte_len,
+            chunk_form: false,
         }
+    }
+
+    /// Marks the batch as in chunk form when `yes` (see [`EventBatch::in_chunk_form`]); only
+    /// the request parser, which has seen every entry's bytes, says so.
+    pub(crate) fn in_chunk_form_if(mut self, yes: bool) -> Self {
+        self.chunk_form = yes && !self.entries.is_empty();
+        self
+    }
+
+    /// True when every entry is stored in the buffer exactly as weir's chunks store one, back
+    /// to back: a fixarray of 2, the time as the EventTime ext (a fixext 8, the time as sent),
+    /// then the record. The bytes from 11 before the first record to the end of the last one
+    /// are then a PackedForward blob of exactly these events. False when unknown.
+    pub fn in_chunk_form(&self) -> bool {
+        self.chunk_form
     }
 
     /// A batch with no events.

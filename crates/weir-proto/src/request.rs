@@ -187,6 +187,8 @@ struct Scanned {
     entries: Vec<EntryRef>,
     invalid: usize,
     first_invalid: Option<usize>,
+    /// Every entry so far was valid and in chunk form (see [`EventBatch::in_chunk_form`]).
+    chunk_form: bool,
 }
 
 impl Scanned {
@@ -195,10 +197,12 @@ impl Scanned {
             entries: Vec::with_capacity(n),
             invalid: 0,
             first_invalid: None,
+            chunk_form: true,
         }
     }
 
-    fn push(&mut self, entry: Option<EntryRef>) {
+    fn push(&mut self, entry: Option<EntryRef>, in_chunk_form: bool) {
+        self.chunk_form &= in_chunk_form;
         match entry {
             Some(e) => self.entries.push(e),
             None => {
@@ -224,12 +228,15 @@ fn truncated(e: ScanError) -> RequestError {
 /// Scans one entry at `start`. Returns the entry if valid (None if invalid) and its end offset.
 /// In a packed blob, an array of entries is an error for the whole request.
 #[inline]
+/// Scans one `[time, record]` entry at `start`: the event (None if it is not a valid one), where
+/// the next entry starts, and whether the entry is in chunk form (a fixarray 2, the time as the
+/// EventTime ext in a fixext 8, not replaced by the receive time, then the record map).
 fn scan_entry(
     buf: &[u8],
     start: usize,
     packed: bool,
     now: EventTime,
-) -> Result<(Option<EntryRef>, usize), RequestError> {
+) -> Result<(Option<EntryRef>, usize, bool), RequestError> {
     let (h, p) = read_header(buf, start).map_err(truncated)?;
     match h {
         Header::Array(2) => {
@@ -247,15 +254,21 @@ fn scan_entry(
                 }),
                 _ => None,
             };
-            Ok((entry, rec_end))
+            // A one-byte array header and a ten-byte time slot: the slot can only be a fixext 8,
+            // and it read as a time, so it is the EventTime ext.
+            let in_chunk_form = p == start + 1
+                && rec_start == p + 10
+                && time.is_some_and(|t| !t.is_zero())
+                && entry.is_some();
+            Ok((entry, rec_end, in_chunk_form))
         }
         Header::Array(n) => {
             if packed && n > 0 && buf.get(p).copied().is_some_and(is_array_marker) {
                 return Err(RequestError::BlobIsArray);
             }
-            Ok((None, skip_value(buf, start).map_err(truncated)?))
+            Ok((None, skip_value(buf, start).map_err(truncated)?, false))
         }
-        _ => Ok((None, skip_value(buf, start).map_err(truncated)?)),
+        _ => Ok((None, skip_value(buf, start).map_err(truncated)?, false)),
     }
 }
 
@@ -275,8 +288,8 @@ fn scan_packed(
     let mut s = Scanned::with_capacity(cap);
     let mut pos = start;
     while pos < end {
-        let (entry, next) = scan_entry(region, pos, true, now)?;
-        s.push(entry);
+        let (entry, next, in_chunk_form) = scan_entry(region, pos, true, now)?;
+        s.push(entry, in_chunk_form);
         pos = next;
     }
     Ok(s)
@@ -436,7 +449,7 @@ pub fn parse_request(frame: Bytes, opts: &ParseOptions) -> Result<Request, Reque
                     mode,
                     o,
                     end,
-                    EventBatch::new(batch_buf, s.entries),
+                    EventBatch::new(batch_buf, s.entries).in_chunk_form_if(s.chunk_form),
                     s.invalid,
                     0,
                 )
@@ -448,8 +461,8 @@ pub fn parse_request(frame: Bytes, opts: &ParseOptions) -> Result<Request, Reque
             let mut s = Scanned::with_capacity((count as usize).min(max_entries));
             let mut p = p1;
             for _ in 0..count {
-                let (entry, next) = scan_entry(buf, p, false, opts.now)?;
-                s.push(entry);
+                let (entry, next, in_chunk_form) = scan_entry(buf, p, false, opts.now)?;
+                s.push(entry, in_chunk_form);
                 p = next;
             }
             let (o, end) = finish_options(buf, p, n == 3)?;
@@ -461,7 +474,7 @@ pub fn parse_request(frame: Bytes, opts: &ParseOptions) -> Result<Request, Reque
                     Mode::Forward,
                     o,
                     end,
-                    EventBatch::new(frame.clone(), s.entries),
+                    EventBatch::new(frame.clone(), s.entries).in_chunk_form_if(s.chunk_form),
                     s.invalid,
                     0,
                 )

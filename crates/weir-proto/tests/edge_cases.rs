@@ -443,6 +443,41 @@ fn edge_10_time_forms_and_zero_time() {
 }
 
 #[test]
+fn edge_10_only_eventtime_entries_as_sent_are_in_chunk_form() {
+    let r = rec("k", "v");
+    let forward = |entries: &[&[u8]]| {
+        let mut f = vec![0x92, 0xA1, b't', 0x90 | entries.len() as u8];
+        for e in entries {
+            f.extend_from_slice(e);
+            f.extend_from_slice(&r);
+        }
+        f
+    };
+    let event_time: &[u8] = &[0x92, 0xD7, 0x00, 0, 0, 0, 9, 0, 0, 0, 3];
+    let event_time_zero: &[u8] = &[0x92, 0xD7, 0x00, 0, 0, 0, 0, 0, 0, 0, 0];
+    let ext8: &[u8] = &[0x92, 0xC7, 0x08, 0x00, 0, 0, 0, 9, 0, 0, 0, 3];
+    let integer: &[u8] = &[0x92, 0x0A];
+    let array16: &[u8] = &[0xDC, 0x00, 0x02, 0xD7, 0x00, 0, 0, 0, 9, 0, 0, 0, 3];
+    let e = parse(&forward(&[event_time, event_time]), false).unwrap();
+    assert!(e.events.in_chunk_form());
+    let first = e.events.entries()[0].start as usize - 11;
+    assert_eq!(&e.events.buffer()[first..first + 11], event_time);
+    // One entry in another form, or with its time replaced, and the batch is not.
+    for other in [event_time_zero, ext8, integer, array16] {
+        let e = parse(&forward(&[event_time, other]), false).unwrap();
+        assert_eq!(e.events.len(), 2);
+        assert!(!e.events.in_chunk_form(), "{other:02x?}");
+    }
+    // An invalid entry skipped breaks the run of entries.
+    let e = parse(&forward(&[event_time, &[0x92, 0xC0], event_time]), true).unwrap();
+    assert_eq!((e.events.len(), e.invalid_events), (2, 1));
+    assert!(!e.events.in_chunk_form());
+    // Message mode never is (the entry is not an array of its own).
+    let m = encode_message("t", EventTime::new(9, 3), &r, &EncodeOptions::default());
+    assert!(!parse(&m, false).unwrap().events.in_chunk_form());
+}
+
+#[test]
 fn edge_11_option_map_nil_missing_nonstring_keys_wrong_size() {
     let r = rec("k", "v");
     let mut base = vec![0x93, 0xA1, b't', 0x91];

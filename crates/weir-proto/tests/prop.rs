@@ -160,6 +160,20 @@ proptest! {
                 let mut json = Vec::new();
                 record_to_json(rec, &mut json).unwrap();
             }
+            // Entries with EventTime (never 0 here) in the Forward and PackedForward modes are
+            // in chunk form: their bytes are exactly the chunk's entries.
+            let in_form = r.mode != 0 && fmt == TimeFormat::EventTime;
+            prop_assert_eq!(e.events.in_chunk_form(), in_form);
+            if in_form {
+                let entries = e.events.entries();
+                let from = entries[0].start as usize - 11;
+                let to = entries[entries.len() - 1].end as usize;
+                let mut blob = Vec::new();
+                for (t, rec) in &r.events {
+                    encode_entry(&mut blob, *t, rec, TimeFormat::EventTime);
+                }
+                prop_assert_eq!(&e.events.buffer()[from..to], &blob[..]);
+            }
         }
     }
 

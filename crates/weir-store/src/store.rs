@@ -1524,6 +1524,8 @@ impl Buffer {
             11
         };
         let capacity = events.byte_len() + events.len() * per_entry;
+        // When the parser saw every entry in chunk form, no entry's bytes need looking at.
+        let all_verbatim = !keep_tags && events.in_chunk_form();
         let mut groups: Vec<Group> = Vec::new();
         let request: &[u8] = events.buffer();
         for e in events.entries() {
@@ -1548,9 +1550,10 @@ impl Buffer {
             let g = &mut groups[gi];
             // Most forwarders send each entry exactly as the chunk stores it: then the entry
             // is not encoded again, and entries that follow each other are copied in one go.
-            let verbatim = !keep_tags
-                && start >= ENTRY_PREFIX
-                && request.get(start - ENTRY_PREFIX..start) == Some(&entry_prefix(time)[..]);
+            let verbatim = all_verbatim
+                || (!keep_tags
+                    && start >= ENTRY_PREFIX
+                    && request.get(start - ENTRY_PREFIX..start) == Some(&entry_prefix(time)[..]));
             let size = if verbatim {
                 ENTRY_PREFIX + record.len()
             } else {
