@@ -180,6 +180,40 @@ fn bench_reports_throughput_and_ack_latency() {
 }
 
 #[test]
+fn bench_fails_when_the_server_closes_instead_of_acking() {
+    // A server that reads a little of each connection and closes it, as weir does when it
+    // cannot store a request: the bench must report the failure, not wait for acks forever.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a port");
+    let port = listener
+        .local_addr()
+        .expect("local address")
+        .port()
+        .to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut conn = conn;
+            let mut buf = [0u8; 1024];
+            let _ = std::io::Read::read(&mut conn, &mut buf);
+        }
+    });
+    let (ok, _, err) = run_with_timeout(
+        Command::new(weir_bin()).args([
+            "bench",
+            "--port",
+            &port,
+            "--connections",
+            "2",
+            "--duration",
+            "1",
+            "--ack",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(!ok);
+    assert!(err.contains("a connection failed"), "{err}");
+}
+
+#[test]
 fn help_describes_every_command_and_version_prints() {
     let (ok, out, _) = run_with_timeout(
         Command::new(weir_bin()).arg("--help"),

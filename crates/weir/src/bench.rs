@@ -178,15 +178,22 @@ async fn one_connection(
     let ack_permits = Arc::clone(&permits);
     let acks = tokio::spawn(async move {
         let mut latencies = Vec::new();
-        while let Some((chunk, at)) = sent_rx.recv().await {
-            let got = reader.next_ack().await?;
-            if got != chunk {
-                bail!("acks arrived out of order");
+        let result = async {
+            while let Some((chunk, at)) = sent_rx.recv().await {
+                let got = reader.next_ack().await?;
+                if got != chunk {
+                    bail!("acks arrived out of order");
+                }
+                latencies.push(at.elapsed());
+                ack_permits.add_permits(1);
             }
-            latencies.push(at.elapsed());
-            ack_permits.add_permits(1);
+            anyhow::Ok(())
         }
-        anyhow::Ok(latencies)
+        .await;
+        // However the acks end (the server closed the connection, say), the sender must not
+        // wait for a permit that will never come.
+        ack_permits.close();
+        result.map(|()| latencies)
     });
     let count = records.len() as u64;
     while !stop.load(Ordering::Relaxed) {
