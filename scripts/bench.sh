@@ -379,20 +379,25 @@ is out of reach for that shape whatever the buffer does.
 buffer as the LTSV rows, and deliver each chunk to a `null` output that discards it unread
 (Fluentd's out_null with a `<buffer>`), so they show what the durable buffer itself costs next
 to the unbuffered null output, without an output's formatting and writing taking CPU and
-disk at the same time. This is the row the 70% target is read on. The null rows are bound by
-the two cores, which also run the load generator: they parse requests and write acks. The
-file-buffer rows do the same and also copy each request into a block, checksum it, copy it
-into the commit thread's aligned memory and write it to the disk (`O_DIRECT`, so the kernel
-copies nothing into its page cache) before fdatasync; but at 16 connections they are bound
-first by the disk's latency: the commit thread is busy writing and syncing 80–90% of the time,
-the machine keeps 20–30% of its CPU idle or waiting for I/O, and the average commit (one
-write and one fdatasync of a few hundred kilobytes) takes 0.5 ms when the machine's shared
-disk is quiet and 1–2 ms when it is not, which moves these rows by tens of percent from run
-to run. For comparison, one stream of direct writes of 512 KiB, each followed by fdatasync,
-reaches 0.8–1.0 GB/s on this disk when appending to a file and 1.8–2.0 GB/s when overwriting
-one, which is why a file buffer reuses delivered chunk files. `commit_shards` (weir's own
-`<buffer>` parameter, default 1; see docs/buffering.md) runs that many commit threads, each
-with its own chunk per key, so that their fdatasyncs overlap.
+disk at the same time. This is the row the 70% target is read on. Every connection waits for
+its ack before it sends again, so these rows are bound by how long a request takes, and that
+is set by the two cores (which also run the load generator) and, on the file-buffer rows, by
+the disk. The null rows parse requests and write acks. The file-buffer rows do the same,
+checksum each block, copy it into the commit thread's aligned memory and write it to the disk
+(`O_DIRECT`, so the kernel copies nothing into its page cache), then fdatasync before the ack;
+measured in weir's CPU time, an event costs about 1.5 times what it costs on the null rows
+(the copy into the aligned memory is the largest addition, then the append's per-entry
+bookkeeping, the CRC and the kernel's work for each direct write; parsing itself also runs
+10–15% slower per event next to those copies). Which of the two holds these rows back changes
+with the machine's shared disk. When it is quiet, the CPU does: a single stream of 2 MiB
+direct writes, each followed by fdatasync, then reaches 2.2 GB/s when overwriting a file, and
+raising the commit thread's priority made its commits four times as frequent without changing
+events/s. When other machines use the disk, the same stream reaches 1.2–1.6 GB/s, the commit
+thread is busy writing and syncing 90% of the time, and the rows drop by a quarter or more.
+Appending to a new file is about half as fast as overwriting one, which is why a file buffer
+reuses delivered chunk files. `commit_shards` (weir's own `<buffer>` parameter, default 1;
+see docs/buffering.md) runs that many commit threads, each with its own chunk per key, so that
+their fdatasyncs overlap.
 
 **delivered/s.** "events/s" is the rate at which weir acknowledged events. A buffered output
 delivers behind that: the LTSV and S3 rows keep delivering for a while after the load stops.
@@ -402,23 +407,25 @@ upload to moto, a Python server on the same two cores.
 
 **Where the time goes on the durable path** (profiled with `perf record` on this machine):
 on the LTSV rows, formatting LTSV lines is the largest cost; on the "file buffer -> null"
-rows, parsing requests (the same work as on the null rows), then the copies of each request
-into its block and into the commit thread's aligned memory, the CRC, and the switches to and
-from the commit threads. Writes bypass the page cache (`O_DIRECT`); before they did, the
-kernel's copying into the page cache and its bookkeeping at every fdatasync were the largest
-cost after parsing. Entries sent exactly as a chunk stores them are copied, not encoded again.
-Group commit does one write per batch and one fdatasync per chunk file on the commit thread,
-which batches whatever arrived while the previous fdatasync ran (no waiting window). Two
-things used to stall those fdatasyncs for 50–100 ms at every flush, both through ext4's
-journal: syncing a whole output file of hundreds of megabytes at once, and removing a
-delivered chunk file of hundreds of megabytes in one `unlink` (this machine's filesystem is
-mounted with `discard`). The file output now hands its writes to the disk a megabyte at a
-time (`sync_file_range`), and delivered chunk files are reused by new chunks (overwriting
-allocated blocks needs no journal commit) or, beyond the few kept, cut down a few megabytes at
-a time by a reaper thread; see docs/buffering.md, "Performance".
+rows, parsing requests (the same work as on the null rows), then the copy of each block into
+the commit thread's aligned memory, the CRC, and the switches to and from the commit threads.
+A request whose entries are already in the form a chunk stores (`[time, record]` with the
+EventTime ext, what Fluentd and Fluent Bit send in PackedForward) becomes its block without
+being copied: the block is a slice of the request as it was read. Writes bypass the page
+cache (`O_DIRECT`); before they did, the kernel's copying into the page cache and its
+bookkeeping at every fdatasync were the largest cost after parsing. Group commit does one
+write per batch and one fdatasync per chunk file on the commit thread, which batches whatever
+arrived while the previous fdatasync ran (no waiting window). Two things used to stall those
+fdatasyncs for 50–100 ms at every flush, both through ext4's journal: syncing a whole output
+file of hundreds of megabytes at once, and removing a delivered chunk file of hundreds of
+megabytes in one `unlink` (this machine's filesystem is mounted with `discard`). The file
+output now hands its writes to the disk a megabyte at a time (`sync_file_range`), and
+delivered chunk files are reused by new chunks (overwriting allocated blocks needs no journal
+commit) or, beyond the few kept, cut down a few megabytes at a time by a reaper thread; see
+docs/buffering.md, "Performance".
 
-**Memory.** Peak RSS grows with the requests in flight: each one holds its request bytes and
-its encoded block until its commit. The S3 output makes an object's body as it sends it: at
+**Memory.** Peak RSS grows with the requests in flight: each one holds its request bytes (and
+its encoded block, when the entries had to be encoded) until its commit. The S3 output makes an object's body as it sends it: at
 most `multipart_threshold` (16 MiB) of formatted, compressed body per flush thread, one part of
 a multipart upload at a time, whatever the chunk's size.
 
