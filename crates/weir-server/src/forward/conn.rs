@@ -39,6 +39,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// bin, typically under a hundred bytes): a read that finishes a large frame asks for this
 /// much more than the frame is known to need.
 const FRAME_TRAILER: usize = 1024;
+/// The largest guess at a new frame's size: one much larger frame does not make every later
+/// read ask for that much memory.
+const FRAME_GUESS_MAX: usize = 4 << 20;
 
 /// What every connection of one forward source shares.
 pub(crate) struct Shared {
@@ -312,7 +315,7 @@ where
         let want = if need > 0 {
             need + FRAME_TRAILER
         } else {
-            last_frame + FRAME_TRAILER
+            last_frame.min(FRAME_GUESS_MAX) + FRAME_TRAILER
         }
         .clamp(READ_CHUNK, limit.max(READ_CHUNK));
         if buf.capacity() - buf.len() < want {
