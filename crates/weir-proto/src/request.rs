@@ -225,12 +225,11 @@ fn truncated(e: ScanError) -> RequestError {
     }
 }
 
-/// Scans one entry at `start`. Returns the entry if valid (None if invalid) and its end offset.
-/// In a packed blob, an array of entries is an error for the whole request.
-#[inline]
 /// Scans one `[time, record]` entry at `start`: the event (None if it is not a valid one), where
 /// the next entry starts, and whether the entry is in chunk form (a fixarray 2, the time as the
-/// EventTime ext in a fixext 8, not replaced by the receive time, then the record map).
+/// EventTime ext in a fixext 8, not replaced by the receive time, then the record map). In a
+/// packed blob, an array of entries is an error for the whole request.
+#[inline]
 fn scan_entry(
     buf: &[u8],
     start: usize,
@@ -254,10 +253,10 @@ fn scan_entry(
                 }),
                 _ => None,
             };
-            // A one-byte array header and a ten-byte time slot: the slot can only be a fixext 8,
-            // and it read as a time, so it is the EventTime ext.
+            // A one-byte array header, then a fixext 8 of type 0 (the EventTime ext; type -1,
+            // the msgpack timestamp, is a time too, but not in the chunk's form).
             let in_chunk_form = p == start + 1
-                && rec_start == p + 10
+                && buf.get(p..p + 2) == Some(&[0xD7, 0x00][..])
                 && time.is_some_and(|t| !t.is_zero())
                 && entry.is_some();
             Ok((entry, rec_end, in_chunk_form))

@@ -458,12 +458,14 @@ fn edge_10_only_eventtime_entries_as_sent_are_in_chunk_form() {
     let ext8: &[u8] = &[0x92, 0xC7, 0x08, 0x00, 0, 0, 0, 9, 0, 0, 0, 3];
     let integer: &[u8] = &[0x92, 0x0A];
     let array16: &[u8] = &[0xDC, 0x00, 0x02, 0xD7, 0x00, 0, 0, 0, 9, 0, 0, 0, 3];
+    // The msgpack timestamp 64 (ext -1 in a fixext 8): the same size, another form.
+    let timestamp64: &[u8] = &[0x92, 0xD7, 0xFF, 0, 0, 0, 0, 0, 0, 0, 9];
     let e = parse(&forward(&[event_time, event_time]), false).unwrap();
     assert!(e.events.in_chunk_form());
     let first = e.events.entries()[0].start as usize - 11;
     assert_eq!(&e.events.buffer()[first..first + 11], event_time);
     // One entry in another form, or with its time replaced, and the batch is not.
-    for other in [event_time_zero, ext8, integer, array16] {
+    for other in [event_time_zero, ext8, integer, array16, timestamp64] {
         let e = parse(&forward(&[event_time, other]), false).unwrap();
         assert_eq!(e.events.len(), 2);
         assert!(!e.events.in_chunk_form(), "{other:02x?}");
