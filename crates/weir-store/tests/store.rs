@@ -658,17 +658,7 @@ proptest! {
 async fn a_version_1_chunk_is_still_read() {
     let dir = temp_dir("v1");
     let id = "0005f0000000000000000000000000aa";
-    let mut payload = Vec::new();
-    for seq in 0..3 {
-        let mut rec = Vec::new();
-        record(&mut rec, seq, 4);
-        weir_proto::encode_entry(
-            &mut payload,
-            weir_proto::EventTime::new(1_700_000_000, 0),
-            &rec,
-            weir_proto::TimeFormat::EventTime,
-        );
-    }
+    let payload = entries_blob(3);
     let mut data = Vec::new();
     weir_store::format::frame_block(&mut data, &payload);
     std::fs::write(dir.join(format!("buffer.q{id}.log")), &data).expect("data");

@@ -206,17 +206,7 @@ fn without_keep_tags_entries_are_packed_forward() {
     append_batches(config(&dir, false, false), 0, &[("app.a".into(), 3)]);
     let data = std::fs::read(data_file(&dir)).expect("read");
     let blocks = scan_file(&data_file(&dir), &data).payloads;
-    let mut want = Vec::new();
-    for seq in 0..3 {
-        let mut rec = Vec::new();
-        record(&mut rec, seq, 4);
-        weir_proto::encode_entry(
-            &mut want,
-            weir_proto::EventTime::new(1_700_000_000, 0),
-            &rec,
-            weir_proto::TimeFormat::EventTime,
-        );
-    }
+    let want = entries_blob(3);
     assert_eq!(&data[blocks[0].clone()], &want[..]);
     let (sink, _) = deliver(config(&dir, true, false));
     assert_eq!(sink.events(), vec![(0, None), (1, None), (2, None)]);

@@ -25,6 +25,23 @@ pub fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
+/// `count` entries `[time, record]` (records of [`record`] with seq 0.., 4 shards, all at the
+/// same EventTime) back to back: what a chunk stores for them.
+pub fn entries_blob(count: u64) -> Vec<u8> {
+    let mut blob = Vec::new();
+    for seq in 0..count {
+        let mut rec = Vec::new();
+        record(&mut rec, seq, 4);
+        weir_proto::encode_entry(
+            &mut blob,
+            weir_proto::EventTime::new(1_700_000_000, 0),
+            &rec,
+            weir_proto::TimeFormat::EventTime,
+        );
+    }
+    blob
+}
+
 /// A record `{"seq": n, "msg": "hello weir", "k": {"shard": n % shards}}`.
 pub fn record(out: &mut Vec<u8>, seq: u64, shards: u64) {
     write_map_len(out, 3);
