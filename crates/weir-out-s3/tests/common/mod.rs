@@ -43,8 +43,13 @@ pub struct TempDir(pub PathBuf);
 impl TempDir {
     /// Creates it.
     pub fn new(name: &str) -> TempDir {
+        TempDir::under(&std::env::temp_dir(), name)
+    }
+
+    /// Creates it under `base`.
+    pub fn under(base: &Path, name: &str) -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let d = std::env::temp_dir().join(format!(
+        let d = base.join(format!(
             "weir-out-s3-{name}-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
@@ -52,6 +57,50 @@ impl TempDir {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).expect("temp dir");
         TempDir(d)
+    }
+}
+
+/// Bytes free to an unprivileged writer on the file system holding `dir`, or 0 if unknown.
+fn available_bytes(dir: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return 0;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` is a plain struct the call fills.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut st) != 0 {
+            return 0;
+        }
+        (st.f_bavail as u64).saturating_mul(st.f_frsize as u64)
+    }
+}
+
+/// Of the system temp dir and `/dev/shm`, the one with the most free space. `weed mini` sizes
+/// its volumes from the free space of its data directory and accepts no writes when that is
+/// under one volume (64 MiB), so on a nearly full disk every upload would fail.
+fn roomiest_temp_base() -> PathBuf {
+    let tmp = std::env::temp_dir();
+    let shm = PathBuf::from("/dev/shm");
+    if shm.is_dir() && available_bytes(&shm) > available_bytes(&tmp) {
+        shm
+    } else {
+        tmp
+    }
+}
+
+/// Prints the last `lines` lines of the log at `path` to stderr, headed by `what`.
+fn print_log_tail(what: &str, path: &Path, lines: usize) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    let from = all.len().saturating_sub(lines);
+    eprintln!(
+        "--- last {} lines of {what}'s log ({}) ---",
+        all.len() - from,
+        path.display()
+    );
+    for l in &all[from..] {
+        eprintln!("{l}");
     }
 }
 
@@ -112,7 +161,7 @@ pub struct Moto {
     child: Child,
     /// Its port on 127.0.0.1.
     pub port: u16,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Moto {
@@ -133,11 +182,7 @@ impl Moto {
             .spawn()
             .expect("start moto_server");
         wait_http(port, &mut child, "moto_server", &log);
-        Moto {
-            child,
-            port,
-            _dir: dir,
-        }
+        Moto { child, port, dir }
     }
 
     /// Its endpoint URL.
@@ -150,6 +195,9 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            print_log_tail("moto_server", &self.dir.0.join("moto.log"), 60);
+        }
     }
 }
 
@@ -180,7 +228,7 @@ impl Weed {
         let mut w = Weed {
             child: None,
             ports,
-            dir: TempDir::new("weed"),
+            dir: TempDir::under(&roomiest_temp_base(), "weed"),
         };
         w.spawn();
         w
@@ -248,6 +296,9 @@ impl Weed {
 impl Drop for Weed {
     fn drop(&mut self) {
         self.stop();
+        if std::thread::panicking() {
+            print_log_tail("weed mini", &self.dir.0.join("weed.log"), 60);
+        }
     }
 }
 
