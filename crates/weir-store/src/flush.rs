@@ -10,15 +10,56 @@ use crate::error::{StoreError, WriteError};
 use crate::retry::RetryState;
 use crate::store::{lock, Buffer, ChunkRef, Inner, DRAIN, RUNNING, STOP};
 
-/// Runs blocking work of a [`ChunkSink::write`] (reading a chunk file, an fsync, compressing)
-/// on the current thread without stalling the runtime's other tasks: with `block_in_place` on
-/// a multi-thread runtime, directly otherwise (a current-thread runtime, no runtime).
-pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+/// How much the nice value of delivery work is raised above the rest of weir's: under CPU
+/// contention the threads that read, parse, commit and ack requests run first, and delivery
+/// (formatting, compressing, writing out chunks) takes what is left, about a quarter of a busy
+/// core at 5. Delivery never stops: a backlog waits in the buffer, whose limits then slow the
+/// senders down. Like a database's compaction threads, it is the work that can wait.
+pub const DELIVERY_NICE: i32 = 5;
+
+/// Runs blocking work of a [`ChunkSink::write`] (reading a chunk file, an fsync, formatting,
+/// compressing) without stalling the runtime's other tasks, on a thread of its own whose CPU
+/// priority is lowered by [`DELIVERY_NICE`] (a thread may always lower its own priority; it
+/// could not raise it back, so the work does not run on a runtime thread). The calling thread
+/// waits in `block_in_place` on a multi-thread runtime, plainly otherwise. If no thread can be
+/// started, `f` runs on the calling thread. A panic in `f` is resumed on the calling thread.
+pub fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
+            tokio::task::block_in_place(|| at_delivery_priority(f))
         }
-        _ => f(),
+        _ => at_delivery_priority(f),
+    }
+}
+
+fn at_delivery_priority<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    let slot = Mutex::new(Some(f));
+    let ran = std::thread::scope(|s| {
+        let spawned = std::thread::Builder::new()
+            .name("weir-delivery".into())
+            .spawn_scoped(s, || {
+                // SAFETY: nice(2) only changes the calling thread's nice value on Linux.
+                // Failing (it cannot, when raising it) leaves the priority as it was.
+                unsafe { libc::nice(DELIVERY_NICE) };
+                lock(&slot).take().map(|f| f())
+            });
+        match spawned {
+            Ok(h) => match h.join() {
+                Ok(out) => out,
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            Err(e) => {
+                tracing::debug!("cannot start a delivery thread ({e}); delivering on this one");
+                None
+            }
+        }
+    });
+    match ran {
+        Some(out) => out,
+        None => match lock(&slot).take() {
+            Some(f) => f(),
+            None => unreachable!("the delivery thread took the work but returned nothing"),
+        },
     }
 }
 
@@ -303,5 +344,45 @@ impl Flusher {
                 timeout.as_secs_f64()
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nice_and_tid() -> (i32, libc::pid_t) {
+        // SAFETY: plain queries about the calling thread.
+        unsafe { (libc::getpriority(libc::PRIO_PROCESS, 0), libc::gettid()) }
+    }
+
+    fn check_lowered() {
+        let (mine, my_tid) = nice_and_tid();
+        let borrowed = [1u64, 2, 3];
+        let (theirs, their_tid, sum) = blocking(|| {
+            let (n, t) = nice_and_tid();
+            (n, t, borrowed.iter().sum::<u64>())
+        });
+        assert_eq!(sum, 6, "the work ran and borrowed the caller's data");
+        assert_ne!(their_tid, my_tid, "the work ran on a thread of its own");
+        assert_eq!(theirs, (mine + DELIVERY_NICE).min(19));
+        assert_eq!(nice_and_tid().0, mine, "the caller's priority is unchanged");
+    }
+
+    #[test]
+    fn delivery_work_runs_on_its_own_thread_at_a_lower_priority() {
+        check_lowered();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn delivery_work_on_a_runtime_thread_leaves_that_thread_as_it_was() {
+        check_lowered();
+    }
+
+    #[test]
+    fn a_panic_in_delivery_work_reaches_the_caller() {
+        let r = std::panic::catch_unwind(|| blocking(|| -> u32 { panic!("boom") }));
+        let panic = r.expect_err("the panic is resumed");
+        assert_eq!(panic.downcast_ref::<&str>(), Some(&"boom"));
     }
 }
