@@ -120,6 +120,21 @@ const X_POW_2K: [u32; 64] = {
     table
 };
 
+/// `x^(2^k) mod P(x)`: from the table, or for `k` past it (lengths of 2^61 bytes and more,
+/// which no chunk has) by squaring its last entry.
+fn x_pow_2k(k: usize) -> u32 {
+    match X_POW_2K.get(k) {
+        Some(&x) => x,
+        None => {
+            let mut x = X_POW_2K[X_POW_2K.len() - 1];
+            for _ in X_POW_2K.len() - 1..k {
+                x = mul_mod_p(x, x);
+            }
+            x
+        }
+    }
+}
+
 /// `x^(8 * bytes) mod P(x)`: the operator that moves a CRC past `bytes` zero bytes.
 fn x_pow_bytes(bytes: u64) -> u32 {
     let mut result = 1u32 << 31; // x^0
@@ -127,7 +142,7 @@ fn x_pow_bytes(bytes: u64) -> u32 {
     let mut k = 3; // 8 * bytes = bytes << 3
     while n != 0 {
         if n & 1 != 0 {
-            result = mul_mod_p(X_POW_2K[k], result);
+            result = mul_mod_p(x_pow_2k(k), result);
         }
         n >>= 1;
         k += 1;
@@ -434,6 +449,16 @@ mod tests {
             let expected = crc32c::crc32c_combine(a, b, len as usize);
             assert_eq!(crc_combine(a, b, len), expected, "length {len}");
         }
+    }
+
+    #[test]
+    fn lengths_past_the_table_are_squared_not_refused() {
+        // x^(8 * 2^(k+1)) is the square of x^(8 * 2^k), past the table's last entry too.
+        for k in 58..63 {
+            let half = x_pow_bytes(1 << k);
+            assert_eq!(x_pow_bytes(1 << (k + 1)), mul_mod_p(half, half), "2^{}", k + 1);
+        }
+        let _ = crc_combine(0xDEAD_BEEF, 0x1234_5678, u64::MAX);
     }
 
     #[test]
