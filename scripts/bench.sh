@@ -401,6 +401,8 @@ their fdatasyncs overlap.
 
 **delivered/s.** "events/s" is the rate at which weir acknowledged events. A buffered output
 delivers behind that: the LTSV and S3 rows keep delivering for a while after the load stops.
+Delivery (formatting, compressing, writing out) runs at a lower CPU priority than ingest
+(nice +5, see docs/buffering.md), so while the load runs it gets what ingest leaves.
 "delivered/s" counts the whole way, from the first request to the last chunk written out and
 removed from the buffer. On the S3 rows it is the rate of gzip plus JSON formatting plus the
 upload to moto, a Python server on the same two cores.
