@@ -456,7 +456,12 @@ mod tests {
         // x^(8 * 2^(k+1)) is the square of x^(8 * 2^k), past the table's last entry too.
         for k in 58..63 {
             let half = x_pow_bytes(1 << k);
-            assert_eq!(x_pow_bytes(1 << (k + 1)), mul_mod_p(half, half), "2^{}", k + 1);
+            assert_eq!(
+                x_pow_bytes(1 << (k + 1)),
+                mul_mod_p(half, half),
+                "2^{}",
+                k + 1
+            );
         }
         let _ = crc_combine(0xDEAD_BEEF, 0x1234_5678, u64::MAX);
     }
