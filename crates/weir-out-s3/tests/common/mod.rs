@@ -46,9 +46,11 @@ impl TempDir {
         TempDir::under(&std::env::temp_dir(), name)
     }
 
-    /// Creates it under `base`.
+    /// Creates it under `base`, first removing what earlier test processes that were killed
+    /// left there (their drop never ran): under `/dev/shm` that would hold memory until reboot.
     pub fn under(base: &Path, name: &str) -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
+        remove_leftovers(base);
         let d = base.join(format!(
             "weir-out-s3-{name}-{}-{}",
             std::process::id(),
@@ -58,6 +60,55 @@ impl TempDir {
         std::fs::create_dir_all(&d).expect("temp dir");
         TempDir(d)
     }
+}
+
+/// The process id in the name of a directory made by [`TempDir::under`]
+/// (`weir-out-s3-<name>-<pid>-<n>`).
+fn owner_pid(dir_name: &str) -> Option<u32> {
+    let rest = dir_name.strip_prefix("weir-out-s3-")?;
+    let mut parts = rest.rsplitn(3, '-');
+    let n = parts.next()?;
+    let pid = parts.next()?;
+    parts.next()?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Removes the directories under `base` made by [`TempDir::under`] in processes that no longer
+/// run.
+fn remove_leftovers(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(owner_pid) else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+#[test]
+fn leftovers_of_dead_processes_are_removed_and_live_ones_kept() {
+    assert_eq!(owner_pid("weir-out-s3-weed-data-1234-7"), Some(1234));
+    assert_eq!(owner_pid("weir-out-s3-x-1234"), None);
+    assert_eq!(owner_pid("weir-store-x-1234-7"), None);
+    let base = TempDir::new("leftovers");
+    // A pid above the kernel's largest (4194304) never runs.
+    let dead = base.0.join("weir-out-s3-weed-data-4194305-0");
+    let live = base
+        .0
+        .join(format!("weir-out-s3-moto-{}-99", std::process::id()));
+    let other = base.0.join("unrelated-4194305-0");
+    for d in [&dead, &live, &other] {
+        std::fs::create_dir_all(d.join("volume")).expect("dir");
+    }
+    let _made = TempDir::under(&base.0, "next");
+    assert!(!dead.exists(), "a dead process's directory is left");
+    assert!(live.exists() && other.exists());
 }
 
 /// Bytes free to an unprivileged writer on the file system holding `dir`, or 0 if unknown.
