@@ -12,7 +12,8 @@
 #
 # The S3 rows need moto (`make test-deps` installs .venv/bin/moto_server); without it they are
 # skipped and the file says so. Environment: ROUNDS, SECONDS_PER_RUN, FLUSH_FILL_SECONDS,
-# FLUSH_FILL_SECONDS_S3, IDLE_WAIT, BENCH_NOTE (a line about the conditions, printed in the file).
+# FLUSH_FILL_SECONDS_S3, IDLE_WAIT, DISK_QUIET_US, BENCH_NOTE (a line about the conditions,
+# printed in the file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=./target/release/weir
@@ -150,21 +151,49 @@ stop_weir() { # sets $hwm: weir's peak RSS in KiB; returns once weir has exited
   tail_pids=()
 }
 
-# Waits (up to IDLE_WAIT seconds, default 2) for the machine to be at least 90% idle over one
-# second, so that a run does not start in the middle of someone else's burst; prints the idle
-# percentage of the last second, which goes into the file.
-wait_idle() {
-  local i idle=0 u n s id io irq si st t1 t2 i1 i2
-  for i in $(seq "${IDLE_WAIT:-2}"); do
+# Microseconds a 4 KiB write + fdatasync takes on the disk that holds $work (where the
+# buffers are), the median of 8: how busy that disk is with other tenants' writes right now.
+disk_probe() {
+  python3 - "$work" <<'PY'
+import os, statistics, sys, time
+path = os.path.join(sys.argv[1], "disk-probe")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+page = bytes(4096)
+os.pwrite(fd, page, 0)
+os.fdatasync(fd)
+took = []
+for _ in range(8):
+    t = time.perf_counter()
+    os.pwrite(fd, page, 0)
+    os.fdatasync(fd)
+    took.append(time.perf_counter() - t)
+os.close(fd)
+os.unlink(path)
+print(round(statistics.median(took) * 1e6))
+PY
+}
+
+# Waits (up to IDLE_WAIT seconds, default 10) for a quiet machine, so that a run does not start
+# in the middle of someone else's burst: over one second, at least 90% of this machine's CPU
+# idle and at most 5% taken by the host for other guests (steal), and the disk probe above at
+# most DISK_QUIET_US (default 1000). Prints the last check's CPU idle %, steal % and probe
+# microseconds, which go into the file.
+wait_quiet() {
+  local i idle=0 steal=0 disk=0 u n s id io irq si st t1 t2 i1 i2 s1 s2
+  for i in $(seq "${IDLE_WAIT:-10}"); do
     read -r _ u n s id io irq si st _ < /proc/stat
-    t1=$((u + n + s + id + io + irq + si + st)); i1=$((id + io))
+    t1=$((u + n + s + id + io + irq + si + st)); i1=$((id + io)); s1=$st
     sleep 1
     read -r _ u n s id io irq si st _ < /proc/stat
-    t2=$((u + n + s + id + io + irq + si + st)); i2=$((id + io))
+    t2=$((u + n + s + id + io + irq + si + st)); i2=$((id + io)); s2=$st
     idle=$(( 100 * (i2 - i1) / (t2 - t1 > 0 ? t2 - t1 : 1) ))
-    if [ "$idle" -ge 90 ]; then break; fi
+    steal=$(( 100 * (s2 - s1) / (t2 - t1 > 0 ? t2 - t1 : 1) ))
+    disk=$(disk_probe)
+    if [ "$idle" -ge 90 ] && [ "$steal" -le 5 ] && [ "$disk" -le "${DISK_QUIET_US:-1000}" ]; then
+      break
+    fi
   done
-  echo "$idle"
+  echo "$idle $steal $disk"
 }
 
 # Sends SIGUSR1 to weir and prints the seconds until the buffer directory holds no file (every
@@ -241,7 +270,7 @@ for r in $(seq "$rounds"); do
       duration=$fill
       if [ "$output" = s3 ]; then duration=$fill_s3; fi
     fi
-    idle=$(wait_idle)
+    read -r idle steal disk_us <<< "$(wait_quiet)"
     start_weir "$output" "$interval" "$extra" "${tails:-0}"
     # shellcheck disable=SC2086
     json=$("$bin" bench --port "$port" --batch 1000 --record-size 200 --duration "$duration" --json $flags)
@@ -250,13 +279,14 @@ for r in $(seq "$rounds"); do
       drain=$(flush_and_time)
     fi
     stop_weir
-    echo "$name, round $r: $json rss_kib=$hwm drain_s=$drain idle_before=$idle" >&2
+    echo "$name, round $r: $json rss_kib=$hwm drain_s=$drain idle_before=$idle steal_before=$steal disk_probe_us=$disk_us" >&2
     python3 -c '
 import json, sys
 d = json.loads(sys.argv[1])
 d.update(case=sys.argv[2], kind=sys.argv[3], twin=sys.argv[4], rss_kib=int(sys.argv[5]),
-         drain_s=json.loads(sys.argv[6]), idle_before=int(sys.argv[7]), round=int(sys.argv[8]))
-print(json.dumps(d))' "$json" "$name" "$kind" "$twin" "$hwm" "$drain" "$idle" "$r" >> "$results"
+         drain_s=json.loads(sys.argv[6]), idle_before=int(sys.argv[7]), round=int(sys.argv[8]),
+         steal_before=int(sys.argv[9]), disk_probe_us=int(sys.argv[10]))
+print(json.dumps(d))' "$json" "$name" "$kind" "$twin" "$hwm" "$drain" "$idle" "$r" "$steal" "$disk_us" >> "$results"
   done
 done
 elapsed=$(( $(date +%s) - started ))
@@ -306,9 +336,12 @@ print("- ack latency: from the end of a request's write to the arrival of its ac
 print("- delivered/s: after the load stops, weir is sent SIGUSR1 and the script waits until the buffer directory is empty; the events divided by the whole time, from the first request to the last chunk delivered")
 print("- peak RSS: weir's VmHWM at the end of the run")
 print("- every run ended without a connection reset (a reset fails `make bench`)")
-idles = sorted(r["idle_before"] for r in rows)
-busy = sum(1 for i in idles if i < 90)
-print(f"- before each run the script waits up to a few seconds for the machine to be idle: CPU idle in the second before a run was {idles[0]}% at worst, {statistics.median(idles):.0f}% in the median; {busy} of {len(idles)} runs started on a busy machine")
+quiet_us = int(os.environ.get("DISK_QUIET_US", "1000"))
+idles = [r["idle_before"] for r in rows]
+steals = [r["steal_before"] for r in rows]
+probes = [r["disk_probe_us"] / 1000 for r in rows]
+busy = sum(1 for r in rows if r["idle_before"] < 90 or r["steal_before"] > 5 or r["disk_probe_us"] > quiet_us)
+print(f"- before each run the script waits up to {os.environ.get('IDLE_WAIT', '10')} s for a quiet machine: over one second, CPU at least 90% idle and at most 5% taken by the host for other guests (steal), then a 4 KiB write + fdatasync on the buffers' disk in at most {quiet_us / 1000:g} ms (median of 8). In the second before a run, CPU idle was {min(idles)}% at worst and {statistics.median(idles):.0f}% in the median, steal {max(steals)}% at worst and {statistics.median(steals):.0f}% in the median, the write + fdatasync {max(probes):.2f} ms at worst and {statistics.median(probes):.2f} ms in the median; {busy} of {len(rows)} runs started on a machine that was not quiet")
 if have_moto != "1":
     print("- the S3 rows are missing: `.venv/bin/moto_server` was not installed (`make test-deps`)")
 note = os.environ.get("BENCH_NOTE")
