@@ -21,6 +21,11 @@ rounds="${ROUNDS:-3}"
 seconds="${SECONDS_PER_RUN:-4}"
 fill="${FLUSH_FILL_SECONDS:-3}"
 fill_s3="${FLUSH_FILL_SECONDS_S3:-2}"
+# What a quiet machine is (see wait_quiet); the report states the same figures.
+quiet_wait="${IDLE_WAIT:-10}"
+quiet_idle_min=90
+quiet_steal_max=5
+quiet_disk_us="${DISK_QUIET_US:-1000}"
 moto_bin=.venv/bin/moto_server
 work="$(mktemp -d)"
 weir_pid=""
@@ -180,7 +185,7 @@ PY
 # microseconds, which go into the file.
 wait_quiet() {
   local i idle=0 steal=0 disk=0 u n s id io irq si st t1 t2 i1 i2 s1 s2
-  for i in $(seq "${IDLE_WAIT:-10}"); do
+  for i in $(seq "$quiet_wait"); do
     read -r _ u n s id io irq si st _ < /proc/stat
     t1=$((u + n + s + id + io + irq + si + st)); i1=$((id + io)); s1=$st
     sleep 1
@@ -189,7 +194,8 @@ wait_quiet() {
     idle=$(( 100 * (i2 - i1) / (t2 - t1 > 0 ? t2 - t1 : 1) ))
     steal=$(( 100 * (s2 - s1) / (t2 - t1 > 0 ? t2 - t1 : 1) ))
     disk=$(disk_probe)
-    if [ "$idle" -ge 90 ] && [ "$steal" -le 5 ] && [ "$disk" -le "${DISK_QUIET_US:-1000}" ]; then
+    if [ "$idle" -ge "$quiet_idle_min" ] && [ "$steal" -le "$quiet_steal_max" ] \
+      && [ "$disk" -le "$quiet_disk_us" ]; then
       break
     fi
   done
@@ -291,10 +297,12 @@ print(json.dumps(d))' "$json" "$name" "$kind" "$twin" "$hwm" "$drain" "$idle" "$
 done
 elapsed=$(( $(date +%s) - started ))
 
-python3 - "$results" "$rounds" "$seconds" "$fill" "$fill_s3" "$have_moto" "$elapsed" <<'PY' > docs/benchmarks.md
+python3 - "$results" "$rounds" "$seconds" "$fill" "$fill_s3" "$have_moto" "$elapsed" \
+  "$quiet_wait" "$quiet_idle_min" "$quiet_steal_max" "$quiet_disk_us" <<'PY' > docs/benchmarks.md
 import json, os, platform, statistics, subprocess, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 rounds, seconds, fill, fill_s3, have_moto, elapsed = sys.argv[2:8]
+quiet_wait, idle_min, steal_max, quiet_us = (int(a) for a in sys.argv[8:12])
 cases = []
 for r in rows:
     if r["case"] not in cases:
@@ -336,12 +344,11 @@ print("- ack latency: from the end of a request's write to the arrival of its ac
 print("- delivered/s: after the load stops, weir is sent SIGUSR1 and the script waits until the buffer directory is empty; the events divided by the whole time, from the first request to the last chunk delivered")
 print("- peak RSS: weir's VmHWM at the end of the run")
 print("- every run ended without a connection reset (a reset fails `make bench`)")
-quiet_us = int(os.environ.get("DISK_QUIET_US", "1000"))
 idles = [r["idle_before"] for r in rows]
 steals = [r["steal_before"] for r in rows]
 probes = [r["disk_probe_us"] / 1000 for r in rows]
-busy = sum(1 for r in rows if r["idle_before"] < 90 or r["steal_before"] > 5 or r["disk_probe_us"] > quiet_us)
-print(f"- before each run the script waits up to {os.environ.get('IDLE_WAIT', '10')} s for a quiet machine: over one second, CPU at least 90% idle and at most 5% taken by the host for other guests (steal), then a 4 KiB write + fdatasync on the buffers' disk in at most {quiet_us / 1000:g} ms (median of 8). In the second before a run, CPU idle was {min(idles)}% at worst and {statistics.median(idles):.0f}% in the median, steal {max(steals)}% at worst and {statistics.median(steals):.0f}% in the median, the write + fdatasync {max(probes):.2f} ms at worst and {statistics.median(probes):.2f} ms in the median; {busy} of {len(rows)} runs started on a machine that was not quiet")
+busy = sum(1 for r in rows if r["idle_before"] < idle_min or r["steal_before"] > steal_max or r["disk_probe_us"] > quiet_us)
+print(f"- before each run the script waits up to {quiet_wait} s for a quiet machine: over one second, CPU at least {idle_min}% idle and at most {steal_max}% taken by the host for other guests (steal), then a 4 KiB write + fdatasync on the buffers' disk in at most {quiet_us / 1000:g} ms (median of 8). In the second before a run, CPU idle was {min(idles)}% at worst and {statistics.median(idles):.0f}% in the median, steal {max(steals)}% at worst and {statistics.median(steals):.0f}% in the median, the write + fdatasync {max(probes):.2f} ms at worst and {statistics.median(probes):.2f} ms in the median; {busy} of {len(rows)} runs started on a machine that was not quiet")
 if have_moto != "1":
     print("- the S3 rows are missing: `.venv/bin/moto_server` was not installed (`make test-deps`)")
 note = os.environ.get("BENCH_NOTE")
