@@ -297,12 +297,16 @@ print(json.dumps(d))' "$json" "$name" "$kind" "$twin" "$hwm" "$drain" "$idle" "$
 done
 elapsed=$(( $(date +%s) - started ))
 
+# Whether this user may take real-time scheduling: the file buffers' commit threads ask for it
+# (`commit_priority realtime`, the default) and run at normal priority where it is refused.
+if chrt -f 1 true 2>/dev/null; then realtime=1; else realtime=0; fi
 python3 - "$results" "$rounds" "$seconds" "$fill" "$fill_s3" "$have_moto" "$elapsed" \
-  "$quiet_wait" "$quiet_idle_min" "$quiet_steal_max" "$quiet_disk_us" <<'PY' > docs/benchmarks.md
+  "$quiet_wait" "$quiet_idle_min" "$quiet_steal_max" "$quiet_disk_us" "$realtime" <<'PY' > docs/benchmarks.md
 import json, os, platform, statistics, subprocess, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 rounds, seconds, fill, fill_s3, have_moto, elapsed = sys.argv[2:8]
 quiet_wait, idle_min, steal_max, quiet_us = (int(a) for a in sys.argv[8:12])
+realtime = sys.argv[12] == "1"
 cases = []
 for r in rows:
     if r["case"] not in cases:
@@ -339,7 +343,7 @@ print("Written by `make bench` (scripts/bench.sh). Do not edit by hand; run it a
 print(f"- commit {commit}, {os.cpu_count()} cores ({cpu}), Linux {platform.release()}")
 print(f"- each case: {rounds} runs; load cases send for {seconds} s; the tables show the median of each figure, and \"vs null, same load\" is the median over the rounds of each run's ratio to its twin's run in the same round; the whole run took {int(elapsed) // 60} min {int(elapsed) % 60} s")
 print("- load: `weir bench` on the same machine, 1000 events per request, records of about 200 bytes; \"1 in flight\" means each connection sends a request and waits for its ack before the next, \"4 in flight\" that it keeps four requests waiting for acks")
-print("- weir: release build, forward input on 127.0.0.1. The file-buffer rows are the durable path: every request is written and fdatasync'd (group commit) before its ack, and chunks are written out every second (LTSV files, gzip JSON objects in a local moto S3 server, or, on the \"file buffer -> null\" rows, discarded unread: the durable buffer alone). The other rows send every event to a `null` output without a buffer: the cost of ingest itself (framing, parsing, routing, acks)")
+print("- weir: release build, forward input on 127.0.0.1. The file-buffer rows are the durable path: every request is written and fdatasync'd (group commit) before its ack, and chunks are written out every second (LTSV files, gzip JSON objects in a local moto S3 server, or, on the \"file buffer -> null\" rows, discarded unread: the durable buffer alone). The other rows send every event to a `null` output without a buffer: the cost of ingest itself (framing, parsing, routing, acks). The file buffers' commit threads run at " + ("the lowest real-time priority (`commit_priority realtime`, allowed to the user that ran this)" if realtime else "normal priority (the user that ran this may not take real-time scheduling)"))
 print("- ack latency: from the end of a request's write to the arrival of its ack")
 print("- delivered/s: after the load stops, weir is sent SIGUSR1 and the script waits until the buffer directory is empty; the events divided by the whole time, from the first request to the last chunk delivered")
 print("- peak RSS: weir's VmHWM at the end of the run")

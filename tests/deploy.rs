@@ -229,6 +229,8 @@ fn the_weir_unit_leaves_writable_what_the_aws_config_writes() {
         "User=weir",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "LimitNOFILE=65536",
+        "LimitRTPRIO=1",
+        "RestrictRealtime=no",
     ] {
         assert!(unit.lines().any(|l| l == line), "weir.service lacks {line}");
     }

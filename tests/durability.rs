@@ -188,3 +188,60 @@ fn buffered_null_output_with_never_flush_keeps_chunks_until_it_is_lifted() {
         weir.stderr_lines().join("\n")
     );
 }
+
+/// The scheduling policy of the thread of `pid` named `name` (from `/proc`: 0 normal, 1
+/// `SCHED_FIFO`), if there is one.
+fn thread_policy(pid: u32, name: &str) -> Option<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+        // Fields after the command name (in parentheses), from field 3 on; the policy is 41.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        return rest.split_whitespace().nth(41 - 3)?.parse().ok();
+    }
+    None
+}
+
+#[test]
+fn commit_threads_run_real_time_where_the_system_allows_it() {
+    // Whether this test may use real-time scheduling (root, CAP_SYS_NICE or RLIMIT_RTPRIO),
+    // asked of the system itself.
+    let allowed = std::process::Command::new("chrt")
+        .args(["-f", "1", "true"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    for (setting, real_time) in [("", allowed), ("commit_priority normal", false)] {
+        let config = CONFIG.replace(
+            "flush_interval 1h",
+            &format!("flush_interval 1h\n    {setting}"),
+        );
+        let weir = Weir::start("commit-priority", &config);
+        // An acked request has been through the commit thread, which sets its scheduling
+        // before it takes its first commit.
+        assert!(
+            weir_e2e::send_json_acked(&weir, "crash.prio", "c1", &[r#"{"n":1}"#]).is_some(),
+            "no ack"
+        );
+        let policy = thread_policy(weir.pid(), "weir-commit-0").expect("a commit thread");
+        assert_eq!(
+            policy,
+            u32::from(real_time),
+            "setting {setting:?}, real-time scheduling allowed: {allowed}"
+        );
+        let said = weir
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("commit threads run at normal priority"));
+        assert_eq!(
+            said,
+            setting.is_empty() && !allowed,
+            "{:?}",
+            weir.stderr_lines()
+        );
+    }
+}

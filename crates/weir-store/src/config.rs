@@ -108,6 +108,20 @@ pub enum OverflowAction {
     DropOldestChunk,
 }
 
+/// `commit_priority` (weir's own `<buffer>` parameter): how the commit threads of a file
+/// buffer are scheduled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitPriority {
+    /// Real-time scheduling (`SCHED_FIFO`, the lowest real-time priority) where the system
+    /// allows it, else the normal scheduling with a log line saying so. Every ack waits for a
+    /// commit thread, and a commit thread that is ready to run but queued behind busy worker
+    /// threads holds up every connection's ack; it runs for microseconds per commit and then
+    /// waits on the disk, so it takes little CPU from anything else.
+    Realtime,
+    /// The normal scheduling, like every other thread of weir.
+    Normal,
+}
+
 /// `compress`: how block payloads are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compress {
@@ -185,6 +199,8 @@ pub struct BufferConfig {
     pub retry: RetryParams,
     /// Number of group-commit threads (weir's own knob, not a Fluentd parameter; 1).
     pub commit_shards: usize,
+    /// How the commit threads are scheduled (weir's own knob; realtime where allowed).
+    pub commit_priority: CommitPriority,
     /// Store each event's tag with it: entries become `[time, record, tag]` instead of
     /// `[time, record]` (see [`crate::format`]). Not a Fluentd parameter: an output sets it
     /// when what it writes for an event carries the tag and `tag` is not a chunk key, so that
@@ -251,6 +267,7 @@ impl BufferConfig {
                 secondary_threshold: 0.8,
             },
             commit_shards: 1,
+            commit_priority: CommitPriority::Realtime,
             keep_tags: false,
         }
     }
@@ -468,6 +485,16 @@ impl BufferConfig {
                 errors.push(s.error(Some("commit_shards"), "must be between 1 and 64"));
             } else {
                 cfg.commit_shards = v as usize;
+            }
+        }
+        if let Some(v) = get!(s.enumeration("commit_priority", &["realtime", "normal"])) {
+            if memory {
+                errors.push(s.error(
+                    Some("commit_priority"),
+                    "applies to file buffers only (a memory buffer has no commit thread)",
+                ));
+            } else if v == "normal" {
+                cfg.commit_priority = CommitPriority::Normal;
             }
         }
         if let Some(v) = get!(s.duration("flush_thread_interval")) {

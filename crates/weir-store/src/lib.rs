@@ -32,7 +32,8 @@ pub mod retry;
 mod store;
 
 pub use config::{
-    BufferConfig, BufferDefaults, BufferType, Compress, FileLayout, FlushMode, OverflowAction,
+    BufferConfig, BufferDefaults, BufferType, CommitPriority, Compress, FileLayout, FlushMode,
+    OverflowAction,
 };
 pub use error::{StoreError, WriteError};
 pub use flush::{blocking, spawn_flusher, ChunkSink};

@@ -15,7 +15,9 @@ use bytes::Bytes;
 use tokio::sync::{oneshot, Notify};
 use weir_proto::{EventBatch, EventTime};
 
-use crate::config::{BufferConfig, BufferType, Compress, FileLayout, FlushMode, OverflowAction};
+use crate::config::{
+    BufferConfig, BufferType, CommitPriority, Compress, FileLayout, FlushMode, OverflowAction,
+};
 use crate::direct;
 use crate::error::StoreError;
 use crate::format::{self, MetaFile};
@@ -1124,9 +1126,49 @@ impl Inner {
     }
 }
 
+/// Puts the calling thread under real-time scheduling (`SCHED_FIFO` at the lowest real-time
+/// priority; threads it starts would not inherit it). Refused without `CAP_SYS_NICE` or an
+/// `RLIMIT_RTPRIO` of at least 1.
+fn realtime_scheduling() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: sched_setscheduler with pid 0 changes the calling thread's own policy; it reads
+    // `param`, which outlives the call, and touches no memory of ours.
+    let r = unsafe {
+        libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &param)
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Whether weir already said that a commit thread runs at normal priority (said once per
+/// process, not once per buffer).
+static NORMAL_PRIORITY_LOGGED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Schedules the calling commit thread as `priority` asks.
+fn set_commit_priority(priority: CommitPriority, buffer: &str) {
+    if priority == CommitPriority::Normal {
+        return;
+    }
+    if let Err(e) = realtime_scheduling() {
+        if !NORMAL_PRIORITY_LOGGED.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                buffer,
+                "commit threads run at normal priority: the system refused real-time scheduling ({e}); acks may wait longer while the CPUs are busy. Allow it with CAP_SYS_NICE or an RLIMIT_RTPRIO of 1 (see docs/buffering.md), or set commit_priority normal to not ask"
+            );
+        }
+    }
+}
+
 /// The commit thread of one shard: takes one command, then everything that queued behind it,
 /// and commits them together.
 fn commit_thread(inner: Weak<Inner>, rx: mpsc::Receiver<Cmd>) {
+    if let Some(inner) = inner.upgrade() {
+        set_commit_priority(inner.cfg.commit_priority, &inner.name);
+    }
     let mut staging = direct::Staging::default();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];

@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::*;
 use weir_config::Section;
 use weir_store::{
-    spawn_flusher, Buffer, BufferConfig, BufferDefaults, BufferType, FlushMode, OverflowAction,
-    StoreError,
+    spawn_flusher, Buffer, BufferConfig, BufferDefaults, BufferType, CommitPriority, FlushMode,
+    OverflowAction, StoreError,
 };
 
 fn parse(text: &str) -> Result<BufferConfig, Vec<weir_config::ConfigError>> {
@@ -505,6 +505,38 @@ async fn gzip_chunks_round_trip_and_are_multi_member_gzip() {
     let _ = h.await;
     assert!(!gz.0.lock().expect("lock").is_empty());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn commit_priority_is_checked() {
+    let file = |extra: &str| format!("<buffer>\n@type file\npath /tmp/x\n{extra}</buffer>\n");
+    assert_eq!(
+        parse(&file("")).expect("ok").commit_priority,
+        CommitPriority::Realtime
+    );
+    assert_eq!(
+        parse(&file("commit_priority normal\n"))
+            .expect("ok")
+            .commit_priority,
+        CommitPriority::Normal
+    );
+    assert_eq!(
+        parse(&file("commit_priority realtime\n"))
+            .expect("ok")
+            .commit_priority,
+        CommitPriority::Realtime
+    );
+    for bad in [
+        file("commit_priority high\n"),
+        "<buffer>\n@type memory\ncommit_priority normal\n</buffer>\n".to_string(),
+    ] {
+        let errs = parse(&bad).expect_err(&bad);
+        assert!(
+            errs.iter()
+                .any(|e| e.to_string().contains("commit_priority")),
+            "{errs:?}"
+        );
+    }
 }
 
 #[test]
