@@ -434,9 +434,13 @@ measured in weir's CPU time, an event costs about 1.5 times what it costs on the
 bookkeeping, the CRC and the kernel's work for each direct write; parsing itself also runs
 10–15% slower per event next to those copies). Which of the two holds these rows back changes
 with the machine's shared disk. When it is quiet, the CPU does: a single stream of 2 MiB
-direct writes, each followed by fdatasync, then reaches 2.2 GB/s when overwriting a file, and
-raising the commit thread's priority made its commits four times as frequent without changing
-events/s. When other machines use the disk, the same stream reaches 1.2–1.6 GB/s, the commit
+direct writes, each followed by fdatasync, then reaches 2.2 GB/s when overwriting a file. How
+soon the commit thread runs matters as much: every connection waits for it, and at normal
+priority it often sat ready to run behind the workers and the load generator while the
+connections had nothing to send; at the lowest real-time priority (`commit_priority realtime`,
+the default where the system allows it) the CPUs sit idle or waiting for the disk about half
+as long, and these rows rose by about 8% (docs/buffering.md has the alternating runs). When
+other machines use the disk, the same stream reaches 1.2–1.6 GB/s, the commit
 thread is busy writing and syncing 90% of the time, and the rows drop by a quarter or more.
 Appending to a new file is about half as fast as overwriting one, which is why a file buffer
 reuses delivered chunk files. `commit_shards` (weir's own `<buffer>` parameter, default 1;
