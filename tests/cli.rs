@@ -147,6 +147,31 @@ fn cat_with_shared_key_and_tls() {
     );
     assert!(!ok, "{err}");
     assert_eq!(weir.stdout_lines().len(), 1);
+
+    // --tls-insecure takes the same certificate without a CA and under another name.
+    let (ok, err) = cat(
+        &[
+            "--port",
+            &port,
+            "--tls",
+            "--tls-insecure",
+            "--tls-server-name",
+            "elsewhere.test",
+            "--ack",
+            "--shared-key",
+            "k3y",
+            "--self-hostname",
+            "client.test",
+            "insecure.app",
+        ],
+        "{\"a\":4}\n",
+    );
+    assert!(ok, "{err}");
+    let lines = weir.wait_stdout(2, Duration::from_secs(10));
+    assert!(
+        records_of(&lines).contains(&"insecure.app: {\"a\":4}".to_string()),
+        "{lines:?}"
+    );
 }
 
 /// Runs `weir bench` with acks on 2 connections for a second against `port`, with `extra`
