@@ -39,10 +39,9 @@ pub fn tls_config(
     verify: bool,
     extra_ca: Option<&std::path::Path>,
 ) -> Result<rustls::ClientConfig, WebhookError> {
-    let (builder, provider) =
-        weir_tls::client_builder().map_err(|e| WebhookError::Tls(e.to_string()))?;
+    let builder = weir_tls::client_builder().map_err(|e| WebhookError::Tls(e.to_string()))?;
     if !verify {
-        return Ok(weir_tls::accept_any_server_cert(builder, provider).with_no_client_auth());
+        return Ok(weir_tls::accept_any_server_cert(builder).with_no_client_auth());
     }
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();

@@ -1,9 +1,9 @@
 //! `weir-tls` owns the TLS client setup that weir's clients share: the rustls configuration
 //! builder on the ring provider (the TLS stack the rest of weir uses) with the safe default
-//! protocol versions, and [`AnyServerCert`], the verifier used when a user turns certificate
-//! verification off (the webhook output's `tls_verify_mode none`, `--tls-insecure` of
-//! `weir cat` and `weir bench`). Loading certificates and keys from files stays with each
-//! client, which knows what its errors should say.
+//! protocol versions, and [`accept_any_server_cert`] for when a user turns certificate
+//! verification off (the webhook output's `tls_verify_mode none`, `--tls-insecure` of `weir cat`
+//! and `weir bench`). Loading certificates and keys from files stays with each client, which
+//! knows what its errors should say.
 
 use std::sync::Arc;
 
@@ -14,36 +14,28 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ConfigBuilder, DigitallySignedStruct, SignatureScheme, WantsVerifier};
 
 /// A client configuration builder on the ring provider with the safe default protocol
-/// versions (TLS 1.2 and 1.3), waiting for its verifier. Returns the provider too, which
-/// [`AnyServerCert`] needs.
-pub fn client_builder() -> Result<
-    (
-        ConfigBuilder<ClientConfig, WantsVerifier>,
-        Arc<CryptoProvider>,
-    ),
-    rustls::Error,
-> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()?;
-    Ok((builder, provider))
+/// versions (TLS 1.2 and 1.3), waiting for its verifier.
+pub fn client_builder() -> Result<ConfigBuilder<ClientConfig, WantsVerifier>, rustls::Error> {
+    ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
 }
 
-/// `builder` with certificate verification turned off: any server certificate is accepted.
+/// `builder` with certificate verification turned off: any server certificate is accepted
+/// (the handshake's signatures are still checked, with the builder's provider).
 pub fn accept_any_server_cert(
     builder: ConfigBuilder<ClientConfig, WantsVerifier>,
-    provider: Arc<CryptoProvider>,
 ) -> ConfigBuilder<ClientConfig, WantsClientCert> {
+    let verifier = AnyServerCert(Arc::clone(builder.crypto_provider()));
     builder
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)))
+        .with_custom_certificate_verifier(Arc::new(verifier))
 }
 
 /// Accepts any server certificate, whoever signed it and whatever name it carries, but still
 /// checks the handshake's signatures with the provider's algorithms, so the connection itself
 /// is sound: it is encrypted to whoever answered, who is not identified.
 #[derive(Debug)]
-pub struct AnyServerCert(pub Arc<CryptoProvider>);
+struct AnyServerCert(Arc<CryptoProvider>);
 
 impl ServerCertVerifier for AnyServerCert {
     fn verify_server_cert(
@@ -133,16 +125,15 @@ mod tests {
 
     #[test]
     fn any_certificate_is_accepted_when_verification_is_off() {
-        let (builder, provider) = client_builder().unwrap();
-        let client = accept_any_server_cert(builder, provider).with_no_client_auth();
+        let client = accept_any_server_cert(client_builder().unwrap()).with_no_client_auth();
         // A self-signed certificate, for another name than the one asked for.
         handshake(client, self_signed_server("elsewhere.test"), "weir.test").unwrap();
     }
 
     #[test]
     fn the_same_certificate_is_refused_with_verification_on() {
-        let (builder, _) = client_builder().unwrap();
-        let client = builder
+        let client = client_builder()
+            .unwrap()
             .with_root_certificates(RootCertStore::empty())
             .with_no_client_auth();
         let err = handshake(client, self_signed_server("weir.test"), "weir.test").unwrap_err();

@@ -258,10 +258,10 @@ async fn tls_connect(
     args: &ConnectArgs,
     host: &str,
 ) -> anyhow::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let (builder, provider) = weir_tls::client_builder()?;
+    let builder = weir_tls::client_builder()?;
     let builder = if args.tls_insecure {
         // For tests against self-signed certificates only.
-        weir_tls::accept_any_server_cert(builder, provider)
+        weir_tls::accept_any_server_cert(builder)
     } else {
         let ca = args
             .tls_ca
