@@ -195,6 +195,9 @@ pub(crate) struct Inner {
     pub(crate) workers: AtomicUsize,
     pub(crate) workers_done: Notify,
     in_flight: AtomicUsize,
+    /// File chunks sent to a commit thread to be sealed and not yet in `queue` (counted with
+    /// the queued ones, so that a chunk is always counted somewhere on its way to delivery).
+    sealing: AtomicUsize,
     fsyncs: AtomicU64,
     batches: AtomicU64,
     block_writes: AtomicU64,
@@ -612,7 +615,9 @@ impl Inner {
             }
             Storage::File(_) => {
                 let shard = chunk.shard;
+                self.sealing.fetch_add(1, Ordering::SeqCst);
                 if let Err(e) = self.send(shard, Cmd::Seal(chunk)) {
+                    self.sealing.fetch_sub(1, Ordering::SeqCst);
                     tracing::error!(buffer = %self.name, "cannot queue a chunk: {e}");
                 }
             }
@@ -768,8 +773,11 @@ impl Inner {
         self.space.notify_waiters();
     }
 
+    /// The next queued chunk, counted as in flight before the queue's lock is let go (so
+    /// that `stats` never sees it in neither place).
     pub(crate) fn take_next(&self) -> Option<Arc<Chunk>> {
-        let c = self.lock().queue.pop_front();
+        let mut st = self.lock();
+        let c = st.queue.pop_front();
         if c.is_some() {
             self.in_flight.fetch_add(1, Ordering::Relaxed);
         }
@@ -777,8 +785,9 @@ impl Inner {
     }
 
     pub(crate) fn takeback(&self, chunk: Arc<Chunk>) {
+        let mut st = self.lock();
+        st.queue.push_front(chunk);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.lock().queue.push_front(chunk);
     }
 
     /// The chunk was delivered: remove it.
@@ -1225,6 +1234,7 @@ impl Inner {
             }
         }
         if !seals.is_empty() {
+            let sealed = seals.len();
             let mut queued = Vec::new();
             for chunk in seals {
                 if self.seal_file(&chunk) {
@@ -1238,6 +1248,7 @@ impl Inner {
             }
             let mut st = self.lock();
             st.queue.extend(queued);
+            self.sealing.fetch_sub(sealed, Ordering::SeqCst);
             drop(st);
             self.work.notify_waiters();
         }
@@ -1446,6 +1457,7 @@ impl Buffer {
             workers: AtomicUsize::new(0),
             workers_done: Notify::new(),
             in_flight: AtomicUsize::new(0),
+            sealing: AtomicUsize::new(0),
             fsyncs: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             block_writes: AtomicU64::new(0),
@@ -1486,7 +1498,7 @@ impl Buffer {
         let st = self.inner.lock();
         BufferStats {
             staged_chunks: st.staged.len(),
-            queued_chunks: st.queue.len(),
+            queued_chunks: st.queue.len() + self.inner.sealing.load(Ordering::SeqCst),
             in_flight_chunks: self.inner.in_flight.load(Ordering::Relaxed),
             total_bytes: st.total_bytes,
             commit_batches: self.inner.batches.load(Ordering::Relaxed),

@@ -700,3 +700,27 @@ async fn a_start_keeps_only_as_many_free_files_as_configured() {
     assert_eq!(drain(&buf).await.seqs(), vec![0, 1, 2]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A flushed chunk is counted as queued from the moment it leaves the staged ones, also while
+/// its commit thread has not sealed it yet: a caller waiting for "nothing staged, queued or in
+/// flight" (a test, an operator watching the admin API) must not see an empty buffer then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flushed_chunk_is_counted_until_it_is_queued() {
+    let dir = temp_dir("sealing-counted");
+    let (buf, _) = open(&dir);
+    for round in 0..50u64 {
+        buf.append("app", &batch([round], 1_700_000_000))
+            .await
+            .expect("commit");
+        buf.flush_all();
+        let s = buf.stats();
+        assert_eq!(
+            (s.staged_chunks, s.queued_chunks + s.in_flight_chunks),
+            (0, round as usize + 1),
+            "round {round}: {s:?}"
+        );
+    }
+    buf.sync().await;
+    assert_eq!(buf.stats().queued_chunks, 50);
+    let _ = std::fs::remove_dir_all(&dir);
+}
