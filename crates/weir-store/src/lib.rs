@@ -27,6 +27,7 @@ mod error;
 mod flush;
 pub mod format;
 pub mod key;
+mod pace;
 mod read;
 pub mod retry;
 mod store;

@@ -22,6 +22,7 @@ use crate::direct;
 use crate::error::StoreError;
 use crate::format::{self, MetaFile};
 use crate::key::ChunkKey;
+use crate::pace::Pace;
 use crate::read::{ChunkEvents, ChunkReader, Source, READ_BUFFER};
 
 /// Locks a mutex, ignoring poisoning (the data under these locks stays consistent because
@@ -160,6 +161,8 @@ enum Cmd {
         /// Uncompressed payload bytes, as reserved in the chunk's counters.
         bytes: u64,
         done: oneshot::Sender<Result<(), StoreError>>,
+        /// When it was handed to the commit thread (see [`crate::pace`]).
+        sent: std::time::Instant,
     },
     Seal(Arc<Chunk>),
     Barrier(oneshot::Sender<()>),
@@ -714,6 +717,7 @@ impl Inner {
                             records: n,
                             bytes,
                             done: tx,
+                            sent: std::time::Instant::now(),
                         };
                         if let Err(e) = self.send(chunk.shard, cmd) {
                             chunk.records.fetch_sub(n, Ordering::Relaxed);
@@ -1179,13 +1183,29 @@ fn commit_thread(inner: Weak<Inner>, rx: mpsc::Receiver<Cmd>) {
         set_commit_priority(inner.cfg.commit_priority, &inner.name);
     }
     let mut staging = direct::Staging::default();
+    let mut pace = Pace::default();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
+        if let ([Cmd::Write { .. }], Some(wait)) = (&batch[..], pace.wait()) {
+            // A single request while requests come as fast as commits complete: wait a
+            // little for a second one to commit with it (see crate::pace).
+            if let Ok(more) = rx.recv_timeout(wait) {
+                batch.push(more);
+                while let Ok(more) = rx.try_recv() {
+                    batch.push(more);
+                }
+            }
+        }
+        for cmd in &batch {
+            if let Cmd::Write { sent, .. } = cmd {
+                pace.arrived(*sent);
+            }
+        }
         let Some(inner) = inner.upgrade() else { return };
-        if !inner.commit_batch(batch, &mut staging) {
+        if !inner.commit_batch(batch, &mut staging, &mut pace) {
             return;
         }
     }
@@ -1196,7 +1216,12 @@ type WriteReq = (Block, u64, u64, oneshot::Sender<Result<(), StoreError>>);
 
 impl Inner {
     /// Commits one batch; false when told to stop.
-    fn commit_batch(&self, batch: Vec<Cmd>, staging: &mut direct::Staging) -> bool {
+    fn commit_batch(
+        &self,
+        batch: Vec<Cmd>,
+        staging: &mut direct::Staging,
+        pace: &mut Pace,
+    ) -> bool {
         self.batches.fetch_add(1, Ordering::Relaxed);
         let mut groups: Vec<(Arc<Chunk>, Vec<WriteReq>)> = Vec::new();
         let mut seals = Vec::new();
@@ -1210,6 +1235,7 @@ impl Inner {
                     records,
                     bytes,
                     done,
+                    sent: _,
                 } => match groups.iter_mut().find(|(c, _)| Arc::ptr_eq(c, &chunk)) {
                     Some((_, reqs)) => reqs.push((block, records, bytes, done)),
                     None => groups.push((chunk, vec![(block, records, bytes, done)])),
@@ -1219,6 +1245,8 @@ impl Inner {
                 Cmd::Stop => stop = true,
             }
         }
+        let writes_started = std::time::Instant::now();
+        let wrote = !groups.is_empty();
         for (chunk, mut reqs) in groups {
             for (block, _, _, _) in &mut reqs {
                 format::reseed_header(&mut block.header, chunk.seed);
@@ -1232,6 +1260,9 @@ impl Inner {
             for (_, _, _, done) in reqs {
                 let _ = done.send(result.clone());
             }
+        }
+        if wrote {
+            pace.committed(writes_started.elapsed());
         }
         if !seals.is_empty() {
             let sealed = seals.len();
