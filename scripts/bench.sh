@@ -228,9 +228,10 @@ PY
 }
 
 # name | kind | output | `weir bench` flags | the null row to compare with | more <buffer>
-# parameters, separated by ';' | live-tail subscribers attached. Kinds: load (chunks written out every second while the load runs), flush (see
-# above). Outputs: file (LTSV files), s3 (moto), null (no buffer), nullbuf (a file buffer whose
-# delivered chunks are discarded: the cost of the durable buffer alone).
+# parameters, separated by ';' | live-tail subscribers attached. Kinds: load (chunks written
+# out every second while the load runs), flush (see above). Outputs: file (LTSV files), s3
+# (moto), null (no buffer), nullbuf (a file buffer whose delivered chunks are discarded: the
+# cost of the durable buffer alone).
 cases=(
   "packed, ack, 4 conns, 1 in flight, file buffer -> LTSV files|load|file|--mode packed --ack --connections 4 --inflight 1|packed, ack, 4 conns, 1 in flight"
   "packed, ack, 16 conns, 1 in flight, file buffer -> LTSV files|load|file|--mode packed --ack --connections 16 --inflight 1|packed, ack, 16 conns, 1 in flight"
@@ -475,7 +476,7 @@ disk at the same time. This is the row the 70% target is read on. Every connecti
 its ack before it sends again, so these rows are bound by how long a request takes, and on
 this machine that is set by the two cores (which also run the load generator), not by the
 disk: a single stream of 2 MiB direct writes, each followed by fdatasync, reaches 2.9 GB/s
-here, three times what the 16-connection row writes. The null rows parse requests and write
+here, about twice what the 16-connection row writes. The null rows parse requests and write
 acks. The file-buffer rows do the same, checksum each block, copy it into the commit thread's
 aligned memory and write it to the disk (`O_DIRECT`, so the kernel copies nothing into its
 page cache), then fdatasync before the ack. Profiled at 16 connections (`perf record`, samples
@@ -490,10 +491,11 @@ depends on how fast the machine parses compared with how much a commit costs: on
 kind with slower cores (an earlier Intel Xeon of this kind) the null rows ran at 5–6 million
 events/s and this row kept 0.58–0.74 of them; on this one the null rows run two to three
 times faster and the commit costs have not shrunk with them. How soon the commit thread runs
-matters too: at normal priority it often sat ready to run behind the workers and the load
-generator while the connections had nothing to send; at the lowest real-time priority
-(`commit_priority realtime`, the default where the system allows it) these rows rose by about
-8% (docs/buffering.md has the alternating runs). `commit_shards` (weir's own `<buffer>`
+mattered on the slower cores: at normal priority it often sat ready to run behind the workers
+and the load generator while the connections had nothing to send, and at the lowest real-time
+priority (`commit_priority realtime`, the default where the system allows it) these rows rose
+by about 8% (docs/buffering.md has the alternating runs); on this machine the two priorities
+measure the same. `commit_shards` (weir's own `<buffer>`
 parameter, default 1; see docs/buffering.md) runs that many commit threads, each with its own
 chunk per key, so that their fdatasyncs overlap; here, where the CPU rather than the disk
 sets the pace, more commit threads only add switches.
@@ -519,19 +521,19 @@ bookkeeping at every fdatasync were the largest cost after parsing. Group commit
 write per batch and one fdatasync per chunk file on the commit thread, which batches whatever
 arrived while the previous fdatasync ran; it waits (up to two gaps between requests) only when
 requests have been coming as often as commits complete and a single one is waiting, so that
-it commits two together. Two things used to stall those
-fdatasyncs for 50–100 ms at every flush, both through ext4's journal: syncing a whole output
-file of hundreds of megabytes at once, and removing a delivered chunk file of hundreds of
-megabytes in one `unlink` (this machine's filesystem is mounted with `discard`). The file
-output now hands its writes to the disk a megabyte at a time (`sync_file_range`), and
-delivered chunk files are reused by new chunks (overwriting allocated blocks needs no journal
-commit) or, beyond the few kept, cut down a few megabytes at a time by a reaper thread; see
-docs/buffering.md, "Performance".
+it commits two together. Two things used to stall those fdatasyncs for 50–100 ms at every
+flush, both through ext4's journal: syncing a whole output file of hundreds of megabytes at
+once, and removing a delivered chunk file of hundreds of megabytes in one `unlink` (this
+machine's filesystem is mounted with `discard`). The file output now hands its writes to the
+disk a megabyte at a time (`sync_file_range`), and delivered chunk files are reused by new
+chunks (overwriting allocated blocks needs no journal commit) or, beyond the few kept, cut
+down a few megabytes at a time by a reaper thread; see docs/buffering.md, "Performance".
 
 **Memory.** Peak RSS grows with the requests in flight: each one holds its request bytes (and
-its encoded block, when the entries had to be encoded) until its commit. The S3 output makes an object's body as it sends it: at
-most `multipart_threshold` (16 MiB) of formatted, compressed body per flush thread, one part of
-a multipart upload at a time, whatever the chunk's size.
+its encoded block, when the entries had to be encoded) until its commit. The S3 output makes
+an object's body as it sends it: at most `multipart_threshold` (16 MiB) of formatted,
+compressed body per flush thread, one part of a multipart upload at a time, whatever the
+chunk's size.
 
 **Live tail.** The row with 4 `weir tail` subscribers attached (each with a `--grep` for one
 host, on the server) runs the same load as its "vs null, same load" row, right after it; the

@@ -15,7 +15,7 @@
 //! Both averages are moving averages of what the thread saw, so the rule follows the load.
 //! Measured with 16 connections on two cores, this raised the durable path's throughput by
 //! about 5% and lowered its ack p99; with 1 and 4 connections nothing changed
-//! (docs/buffering.md, "Performance").
+//! (docs/buffering.md, "Group commit").
 
 use std::time::{Duration, Instant};
 
