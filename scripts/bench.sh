@@ -181,21 +181,32 @@ print(round(statistics.median(took) * 1e6))
 PY
 }
 
+# Prints the machine's CPU ticks so far: all of them, the idle ones (idle and waiting for the
+# disk), and those the host gave other guests (steal).
+cpu_ticks() {
+  local u n s id io irq si st
+  read -r _ u n s id io irq si st _ < /proc/stat
+  echo "$((u + n + s + id + io + irq + si + st)) $((id + io)) $st"
+}
+
+# $1 as a whole percentage of $2 (0 when $2 is 0).
+percent() {
+  echo $(( 100 * $1 / ($2 > 0 ? $2 : 1) ))
+}
+
 # Waits (up to IDLE_WAIT seconds, default 10) for a quiet machine, so that a run does not start
 # in the middle of someone else's burst: over one second, at least 90% of this machine's CPU
 # idle and at most 5% taken by the host for other guests (steal), and the disk probe above at
 # most DISK_QUIET_US (default 1000). Prints the last check's CPU idle %, steal % and probe
 # microseconds, which go into the file.
 wait_quiet() {
-  local i idle=0 steal=0 disk=0 u n s id io irq si st t1 t2 i1 i2 s1 s2
+  local i idle=0 steal=0 disk=0 t1 t2 i1 i2 s1 s2
   for i in $(seq "$quiet_wait"); do
-    read -r _ u n s id io irq si st _ < /proc/stat
-    t1=$((u + n + s + id + io + irq + si + st)); i1=$((id + io)); s1=$st
+    read -r t1 i1 s1 <<< "$(cpu_ticks)"
     sleep 1
-    read -r _ u n s id io irq si st _ < /proc/stat
-    t2=$((u + n + s + id + io + irq + si + st)); i2=$((id + io)); s2=$st
-    idle=$(( 100 * (i2 - i1) / (t2 - t1 > 0 ? t2 - t1 : 1) ))
-    steal=$(( 100 * (s2 - s1) / (t2 - t1 > 0 ? t2 - t1 : 1) ))
+    read -r t2 i2 s2 <<< "$(cpu_ticks)"
+    idle=$(percent $((i2 - i1)) $((t2 - t1)))
+    steal=$(percent $((s2 - s1)) $((t2 - t1)))
     disk=$(disk_probe)
     if [ "$idle" -ge "$quiet_idle_min" ] && [ "$steal" -le "$quiet_steal_max" ] \
       && [ "$disk" -le "$quiet_disk_us" ]; then
@@ -280,13 +291,6 @@ if [ "${#order[@]}" -ne "${#cases[@]}" ]; then
   exit 1
 fi
 
-# Prints the machine's CPU ticks so far: all of them, and those the host gave other guests.
-cpu_ticks() {
-  local u n s id io irq si st
-  read -r _ u n s id io irq si st _ < /proc/stat
-  echo "$((u + n + s + id + io + irq + si + st)) $st"
-}
-
 results="$work/results.jsonl"
 : > "$results"
 started=$(date +%s)
@@ -314,11 +318,11 @@ for r in $(seq "$rounds"); do
     for attempt in $(seq "$run_attempts"); do
       read -r idle steal disk_us <<< "$(wait_quiet)"
       start_weir "$output" "$interval" "$extra" "${tails:-0}"
-      read -r t1 s1 <<< "$(cpu_ticks)"
+      read -r t1 _ s1 <<< "$(cpu_ticks)"
       # shellcheck disable=SC2086
       json=$("$bin" bench --port "$port" --batch 1000 --record-size 200 --duration "$duration" --json $flags)
-      read -r t2 s2 <<< "$(cpu_ticks)"
-      stolen=$(( 100 * (s2 - s1) / (t2 - t1 > 0 ? t2 - t1 : 1) ))
+      read -r t2 _ s2 <<< "$(cpu_ticks)"
+      stolen=$(percent $((s2 - s1)) $((t2 - t1)))
       drain=null
       if [ "$output" != null ]; then
         drain=$(flush_and_time)
@@ -331,13 +335,14 @@ d = json.loads(sys.argv[1])
 d.update(case=sys.argv[2], kind=sys.argv[3], twin=sys.argv[4], rss_kib=int(sys.argv[5]),
          drain_s=json.loads(sys.argv[6]), idle_before=int(sys.argv[7]), round=int(sys.argv[8]),
          steal_before=int(sys.argv[9]), disk_probe_us=int(sys.argv[10]),
-         steal_during=int(sys.argv[11]), attempt=int(sys.argv[12]), index=int(sys.argv[13]))
-print(json.dumps(d))' "$json" "$name" "$kind" "$twin" "$hwm" "$drain" "$idle" "$r" "$steal" "$disk_us" "$stolen" "$attempt" "$i")
+         steal_during=int(sys.argv[11]), index=int(sys.argv[12]))
+print(json.dumps(d))' "$json" "$name" "$kind" "$twin" "$hwm" "$drain" "$idle" "$r" "$steal" "$disk_us" "$stolen" "$i")
       if [ "$stolen" -lt "$kept_steal" ]; then kept=$line kept_steal=$stolen; fi
       if [ "$stolen" -le "$run_steal_max" ]; then break; fi
       echo "  the host gave ${stolen}% of the CPU to other guests during that run (more than ${run_steal_max}%)" >&2
     done
-    echo "$kept" >> "$results"
+    # How many attempts the run took, whichever of them was kept.
+    echo "${kept%\}}, \"attempts\": $attempt}" >> "$results"
   done
 done
 elapsed=$(( $(date +%s) - started ))
@@ -400,7 +405,7 @@ probes = [r["disk_probe_us"] / 1000 for r in rows]
 busy = sum(1 for r in rows if r["idle_before"] < idle_min or r["steal_before"] > steal_max or r["disk_probe_us"] > quiet_us)
 print(f"- before each run the script waits up to {quiet_wait} s for a quiet machine: over one second, CPU at least {idle_min}% idle and at most {steal_max}% taken by the host for other guests (steal), then a 4 KiB write + fdatasync on the buffers' disk in at most {quiet_us / 1000:g} ms (median of 8). In the second before a run, CPU idle was {min(idles)}% at worst and {statistics.median(idles):.0f}% in the median, steal {max(steals)}% at worst and {statistics.median(steals):.0f}% in the median, the write + fdatasync {max(probes):.2f} ms at worst and {statistics.median(probes):.2f} ms in the median; {busy} of {len(rows)} runs started on a machine that was not quiet")
 during = [r["steal_during"] for r in rows]
-again = sum(1 for r in rows if r["attempt"] > 1)
+again = sum(1 for r in rows if r["attempts"] > 1)
 print(f"- a run during which the host gave more than {run_steal_max}% of the CPU to other guests (steal, over the run) was disturbed from outside: it is run again, {run_attempts} attempts at most, and the attempt with the least steal is kept (chosen on the steal alone, never on weir's figures). {again} of {len(rows)} runs were run again; over the kept runs, steal was {max(during)}% at worst and {statistics.median(during):.0f}% in the median")
 if have_moto != "1":
     print("- the S3 rows are missing: `.venv/bin/moto_server` was not installed (`make test-deps`)")
