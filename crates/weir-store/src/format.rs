@@ -60,8 +60,23 @@ pub fn seed(id: &str) -> u32 {
 
 /// The CRC of a block of a chunk whose seed is `seed`: CRC-32C of its four length bytes
 /// followed by its payload, starting from `seed`.
+///
+/// The payload, which is most of a chunk's bytes, goes through `crc_fast`: on x86-64 with
+/// AVX-512 it folds 64 bytes at a time with carry-less multiplication, about twice the rate of
+/// the `crc32` instruction that `crc32c` uses (measured here: 62 against 30 GB/s on 220 KB
+/// blocks), and it picks the best code the CPU has at run time. The four length bytes stay
+/// with `crc32c`; both compute the same CRC-32C (see the test beside this).
 pub(crate) fn crc_of(seed: u32, len: [u8; 4], payload: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc32c::crc32c_append(seed, &len), payload)
+    crc32c_append_fast(crc32c::crc32c_append(seed, &len), payload)
+}
+
+/// `crc32c::crc32c_append(crc, bytes)`, computed by `crc_fast`. A finished CRC-32C is its
+/// register inverted, so the register to carry on from is `!crc`.
+fn crc32c_append_fast(crc: u32, bytes: &[u8]) -> u32 {
+    let mut digest =
+        crc_fast::Digest::new_with_init_state(crc_fast::CrcAlgorithm::Crc32Iscsi, u64::from(!crc));
+    digest.update(bytes);
+    digest.finalize() as u32
 }
 
 /// The header of a block holding `payload` in a chunk whose CRC seed is `seed`.
@@ -465,6 +480,42 @@ mod tests {
         }
         // The longest length there is: reaches k = 66, and must not panic.
         let _ = crc_combine(0xDEAD_BEEF, 0x1234_5678, u64::MAX);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_crc_carries_on_like_crc32c(
+            crc in proptest::num::u32::ANY,
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..5000),
+        ) {
+            proptest::prop_assert_eq!(
+                crc32c_append_fast(crc, &bytes),
+                crc32c::crc32c_append(crc, &bytes)
+            );
+        }
+    }
+
+    #[test]
+    fn the_fast_crc_agrees_at_every_length_the_simd_paths_split_on() {
+        // Lengths around the folding widths (16, 64, 128, 256 bytes and more) and a block of
+        // a typical request's size, from an unaligned start.
+        let data: Vec<u8> = (0..300_001u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut lens: Vec<usize> = (0..=600).collect();
+        lens.extend([
+            1023, 1024, 1025, 4095, 4096, 4097, 65_535, 65_536, 220_017, 300_000,
+        ]);
+        for len in lens {
+            let bytes = &data[1..1 + len];
+            for crc in [0, 0xFFFF_FFFF, 0x1234_5678] {
+                assert_eq!(
+                    crc32c_append_fast(crc, bytes),
+                    crc32c::crc32c_append(crc, bytes),
+                    "length {len}, crc {crc:#x}"
+                );
+            }
+        }
     }
 
     #[test]

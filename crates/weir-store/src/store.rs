@@ -349,12 +349,15 @@ fn entry_prefix(t: EventTime) -> [u8; ENTRY_PREFIX] {
 }
 
 impl Group {
-    fn new(key: ChunkKey, hint: usize) -> Self {
+    /// A group for `key`; `hint` bytes are allocated for `data` when it is first needed, and
+    /// room for `entries` entry ends now (the first group of a request usually takes all of
+    /// them: the list is then not grown and copied again as entries are added).
+    fn new(key: ChunkKey, hint: usize, entries: usize) -> Self {
         Group {
             key,
             data: Vec::new(),
             hint,
-            ends: Vec::new(),
+            ends: Vec::with_capacity(entries),
             run: None,
             payload: Bytes::new(),
             block: None,
@@ -1623,8 +1626,12 @@ impl Buffer {
                     let gi = match groups.iter().position(|g| g.key == key) {
                         Some(i) => i,
                         None => {
-                            let hint = if groups.is_empty() { capacity } else { 0 };
-                            groups.push(Group::new(key, hint));
+                            let (hint, entries) = if groups.is_empty() {
+                                (capacity, events.len())
+                            } else {
+                                (0, 0)
+                            };
+                            groups.push(Group::new(key, hint, entries));
                             groups.len() - 1
                         }
                     };
