@@ -476,34 +476,37 @@ is out of reach for that shape whatever the buffer does.
 **Durable ingest alone.** The "file buffer -> null" rows run the same load into the same file
 buffer as the LTSV rows, and deliver each chunk to a `null` output that discards it unread
 (Fluentd's out_null with a `<buffer>`), so they show what the durable buffer itself costs next
-to the unbuffered null output, without an output's formatting and writing taking CPU and
-disk at the same time. This is the row the 70% target is read on. Every connection waits for
-its ack before it sends again, so these rows are bound by how long a request takes, and on
-this machine that is set by the two cores (which also run the load generator), not by the
-disk: a single stream of 2 MiB direct writes, each followed by fdatasync, reaches 2.9 GB/s
-here, about twice what the 16-connection row writes. The null rows parse requests and write
-acks. The file-buffer rows do the same, checksum each block, copy it into the commit thread's
-aligned memory and write it to the disk (`O_DIRECT`, so the kernel copies nothing into its
-page cache), then fdatasync before the ack. Profiled at 16 connections (`perf record`, samples
-per million events), weir spends about 1.9 times the CPU per event on the file-buffer row that
-it spends on the null row. Almost half of the difference is paid per commit, whatever the
-commit holds: switching to and from the commit thread, and the virtual disk's costs (each
-write and each flush is a notification to the host, and each completion an interrupt). A
-commit there takes 0.1–0.2 ms and holds about two requests, because the connections' next
-requests are still being read and parsed when it ends. The copy into the aligned memory and
-the CRC are a sixth of the difference, the append's bookkeeping a twentieth. So the ratio
-depends on how fast the machine parses compared with how much a commit costs: on a machine
-kind with slower cores (an earlier Intel Xeon of this kind) the null rows ran at 5–6 million
-events/s and this row kept 0.58–0.74 of them; on this one the null rows run two to three
-times faster and the commit costs have not shrunk with them. How soon the commit thread runs
-mattered on the slower cores: at normal priority it often sat ready to run behind the workers
-and the load generator while the connections had nothing to send, and at the lowest real-time
-priority (`commit_priority realtime`, the default where the system allows it) these rows rose
-by about 8% (docs/buffering.md has the alternating runs); on this machine the two priorities
-measure the same. `commit_shards` (weir's own `<buffer>`
-parameter, default 1; see docs/buffering.md) runs that many commit threads, each with its own
-chunk per key, so that their fdatasyncs overlap; here, where the CPU rather than the disk
-sets the pace, more commit threads only add switches.
+to the unbuffered null output, without an output's formatting and writing taking CPU and disk
+at the same time. This is the row the 70% target is read on. Every connection waits for its
+ack before it sends again, so these rows are bound by how long a request takes, and on this
+machine that is set by the two cores (which also run the load generator), not by the disk: a
+single stream of 2 MiB direct writes, each followed by fdatasync, reaches 2.9 GB/s here, about
+twice what the 16-connection row writes. The null rows parse requests and write acks. The
+file-buffer rows do the same, checksum each block, copy it into the commit thread's aligned
+memory and write it to the disk (`O_DIRECT`, so the kernel copies nothing into its page
+cache), then fdatasync before the ack. Profiled at 16 connections (`perf record`, samples per
+million events), weir spends about 1.9 times the CPU per event on the file-buffer row that it
+spends on the null row. Almost half of the difference is paid per commit, whatever the commit
+holds: switching to and from the commit thread, and the virtual disk's costs (each write and
+each flush is a notification to the host, and each completion an interrupt). A commit there
+takes 0.1–0.2 ms and holds two to three requests, because the connections' next requests are
+still being read and parsed when it ends. The copy into the aligned memory and the CRC were a
+sixth of the difference (before the CRC moved to carry-less multiplication, which halved its
+share), the append's bookkeeping a twentieth. The same parsing code also runs about 13% slower
+per event on the file-buffer row, and the load generator's copies about 40% slower; a reading,
+not proven: the host copying what the virtual disk writes shares caches or memory bandwidth
+with these cores. So the ratio depends on how fast the machine parses compared with how much a
+commit costs: on a machine kind with slower cores (an earlier Intel Xeon of this kind) the null
+rows ran at 5–6 million events/s and this row kept 0.58–0.74 of them; on this one the null
+rows run two to three times faster and the commit costs have not shrunk with them. How soon
+the commit thread runs mattered on the slower cores: at normal priority it often sat ready to
+run behind the workers and the load generator while the connections had nothing to send, and
+at the lowest real-time priority (`commit_priority realtime`, the default where the system
+allows it) these rows rose by about 8% (docs/buffering.md has the alternating runs); on this
+machine the two priorities measure the same. `commit_shards` (weir's own `<buffer>` parameter,
+default 1; see docs/buffering.md) runs that many commit threads, each with its own chunk per
+key, so that their fdatasyncs overlap; here, where the CPU rather than the disk sets the pace,
+more commit threads only add switches.
 
 **delivered/s.** "events/s" is the rate at which weir acknowledged events. A buffered output
 delivers behind that: the LTSV and S3 rows keep delivering for a while after the load stops.
