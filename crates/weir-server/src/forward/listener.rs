@@ -65,21 +65,25 @@ impl ForwardListener {
             .ok()
             .and_then(|mut a| a.next())
             .ok_or_else(|| ListenError::Resolve(config.bind.clone()))?;
-        let tcp = bind_tcp(addr, config.backlog).map_err(|source| ListenError::Bind {
+        let tcp_error = |source| ListenError::Bind {
             addr,
             proto: "tcp",
             source,
-        })?;
-        let local = tcp.local_addr().map_err(|source| ListenError::Bind {
-            addr,
-            proto: "tcp",
-            source,
-        })?;
+        };
+        let tcp = bind_tcp(addr).map_err(tcp_error)?;
+        let local = tcp
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .ok_or_else(|| tcp_error(io::Error::other("the bound socket has no address")))?;
+        // UDP is bound before TCP listens: a client never reaches a port whose start-up is
+        // about to fail on the UDP half.
         let udp = bind_udp(local).map_err(|source| ListenError::Bind {
             addr: local,
             proto: "udp",
             source,
         })?;
+        let tcp = listen(tcp, config.backlog).map_err(tcp_error)?;
         Self::assemble(config, pipeline, shutdown, tls, tcp, udp, local)
     }
 
@@ -136,7 +140,8 @@ impl ForwardListener {
     }
 }
 
-fn bind_tcp(addr: SocketAddr, backlog: Option<u32>) -> io::Result<TcpListener> {
+/// A TCP socket bound to `addr`, not listening yet.
+fn bind_tcp(addr: SocketAddr) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
@@ -145,6 +150,10 @@ fn bind_tcp(addr: SocketAddr, backlog: Option<u32>) -> io::Result<TcpListener> {
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+fn listen(socket: Socket, backlog: Option<u32>) -> io::Result<TcpListener> {
     socket.listen(backlog.map_or(1024, |b| i32::try_from(b).unwrap_or(i32::MAX)))?;
     TcpListener::from_std(socket.into())
 }
