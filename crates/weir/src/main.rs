@@ -80,8 +80,63 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("weir: {e:#}");
+            eprintln!("weir: {}", error_text(&e));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// An error and its causes on one line, each cause once: several of weir's errors already name
+/// their cause in their own message, and printing the chain as is would repeat it.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    /// An error that names its cause in its message and also returns it as its source.
+    #[derive(Debug)]
+    struct Bind {
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for Bind {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "cannot listen on 127.0.0.1:24224 (tcp): {}", self.source)
+        }
+    }
+
+    impl std::error::Error for Bind {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
+        let e = anyhow::Error::new(Bind { source: io }).context("source forward#0");
+        assert_eq!(
+            error_text(&e),
+            "source forward#0: cannot listen on 127.0.0.1:24224 (tcp): Address already in use"
+        );
+        let plain = anyhow::anyhow!("disk full").context("writing the pid file /run/weir.pid");
+        assert_eq!(
+            error_text(&plain),
+            "writing the pid file /run/weir.pid: disk full"
+        );
     }
 }
