@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -108,6 +108,8 @@ pub fn free_port() -> u16 {
 #[derive(Default)]
 struct Lines {
     lines: Mutex<Vec<String>>,
+    /// Set when the pipe reached its end (the process and everything it started closed it).
+    closed: AtomicBool,
     changed: Condvar,
 }
 
@@ -128,7 +130,15 @@ impl Lines {
                 lines.push(line);
                 me.changed.notify_all();
             }
+            let _lines = me.lines.lock().unwrap_or_else(|e| e.into_inner());
+            me.closed.store(true, Ordering::SeqCst);
+            me.changed.notify_all();
         });
+    }
+
+    /// Waits (up to `timeout`) until the pipe has been read to its end.
+    fn wait_closed(&self, timeout: Duration) {
+        self.wait_until(timeout, |_| self.closed.load(Ordering::SeqCst));
     }
 
     fn snapshot(&self) -> Vec<String> {
@@ -217,21 +227,39 @@ impl Weir {
 
     fn start_logging(name: &str, config: &str, log_level: bool) -> Weir {
         let dir = Scratch::new(name);
-        let port = free_port();
-        let text = config
-            .replace("{port}", &port.to_string())
-            .replace("{dir}", &dir.path().display().to_string());
-        dir.write("weir.conf", text);
-        let (child, stdout, stderr) = spawn(&dir, log_level);
-        let weir = Weir {
-            child,
-            stdout,
-            stderr,
-            port,
-            dir,
-        };
-        weir.wait_for_port();
-        weir
+        // The port was free when picked but is not held until weir binds it, so a parallel
+        // test can take it first; weir then exits on the bind error and another port is tried.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let port = free_port();
+            let text = config
+                .replace("{port}", &port.to_string())
+                .replace("{dir}", &dir.path().display().to_string());
+            dir.write("weir.conf", &text);
+            let (mut child, stdout, stderr) = spawn(&dir, log_level);
+            match wait_listening(&mut child, port) {
+                Ok(()) => {
+                    return Weir {
+                        child,
+                        stdout,
+                        stderr,
+                        port,
+                        dir,
+                    }
+                }
+                Err(why) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    stderr.wait_closed(Duration::from_secs(5));
+                    let log = stderr.snapshot().join("\n");
+                    if attempts < 5 && log.contains("Address already in use") {
+                        continue;
+                    }
+                    panic!("weir did not start listening on port {port}: {why}; its log:\n{log}");
+                }
+            }
+        }
     }
 
     /// Kills the process with SIGKILL (no chance to flush or clean up) and waits for it.
@@ -247,22 +275,13 @@ impl Weir {
         self.child = child;
         self.stdout = stdout;
         self.stderr = stderr;
-        self.wait_for_port();
-    }
-
-    fn wait_for_port(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
-        while Instant::now() < deadline {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(30));
+        if let Err(why) = wait_listening(&mut self.child, self.port) {
+            panic!(
+                "weir did not start listening on port {} again: {why}; its log:\n{}",
+                self.port,
+                self.stderr_lines().join("\n")
+            );
         }
-        panic!(
-            "weir did not start listening on {addr}; its log:\n{}",
-            self.stderr_lines().join("\n")
-        );
     }
 
     /// The forward address.
@@ -328,10 +347,65 @@ impl Weir {
     }
 }
 
+/// Waits (up to 20 s) until `child` itself listens on TCP `port`, or says why not: it
+/// exited, or the time ran out. Asking the kernel which process holds the listening socket,
+/// rather than connecting, keeps a test from talking to another test's weir that took the port.
+fn wait_listening(child: &mut Child, port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("it exited ({status})"));
+        }
+        if listens_on(child.id(), port) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err("it was not listening after 20 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// True when process `pid` holds a TCP socket listening on `port` (IPv4 or IPv6).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let wanted = format!(":{port:04X}");
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        // Columns: slot, local address, remote address, state (0A is LISTEN), ..., inode.
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() > 9 && cols[1].ends_with(&wanted) && cols[3] == "0A" {
+                inodes.push(format!("socket:[{}]", cols[9]));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+    })
+}
+
 impl Drop for Weir {
     fn drop(&mut self) {
         let _ = self.child.kill();
-        let _ = self.child.wait();
+        let status = self.child.wait();
+        // A failing test shows what weir logged, so a failure in CI can be read without a rerun.
+        if std::thread::panicking() {
+            eprintln!(
+                "weir on port {} ({status:?}) logged:\n{}",
+                self.port,
+                self.stderr_lines().join("\n")
+            );
+        }
     }
 }
 
@@ -359,8 +433,10 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> (bool, String, 
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    // Let the reader threads drain the pipes.
-    std::thread::sleep(Duration::from_millis(50));
+    // Everything the command printed is read before it is returned. A process it left behind
+    // could hold the pipes open, hence the time limit.
+    out.wait_closed(Duration::from_secs(5));
+    err.wait_closed(Duration::from_secs(5));
     (
         status.is_some_and(|s| s.success()),
         out.snapshot().join("\n"),
