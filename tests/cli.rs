@@ -414,3 +414,28 @@ fn pid_file_is_written_while_running_and_removed_at_exit() {
     assert!(child.wait().unwrap().success());
     assert!(!pid_file.exists(), "the pid file is removed at exit");
 }
+
+#[test]
+fn a_forward_port_whose_udp_half_is_taken_stops_start_up_and_frees_the_tcp_half() {
+    let dir = Scratch::new("udp-taken");
+    // Held by the test: weir's heartbeat socket cannot bind it.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = udp.local_addr().unwrap().port();
+    let conf = dir.write(
+        "weir.conf",
+        format!("<source>\n @type forward\n bind 127.0.0.1\n port {port}\n</source>\n<match **>\n @type null\n</match>\n"),
+    );
+    let (ok, _, err) = run_with_timeout(
+        Command::new(weir_bin()).args(["run", "-c"]).arg(&conf),
+        Duration::from_secs(20),
+    );
+    assert!(!ok, "weir must not run without its heartbeat port: {err}");
+    // One line naming the source, the address and the protocol, with the cause said once.
+    let error = format!(
+        "weir: source forward#0: cannot listen on 127.0.0.1:{port} (udp): Address already in use"
+    );
+    assert!(err.contains(&error), "{err}");
+    assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
+    // Nothing of weir's is left on the TCP port.
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+}
