@@ -418,12 +418,15 @@ fn pid_file_is_written_while_running_and_removed_at_exit() {
 #[test]
 fn a_forward_port_whose_udp_half_is_taken_stops_start_up_and_frees_the_tcp_half() {
     let dir = Scratch::new("udp-taken");
-    // Held by the test: weir's heartbeat socket cannot bind it.
-    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = udp.local_addr().unwrap().port();
+    // A port free for TCP, whose UDP half the test then holds: weir's heartbeat socket
+    // cannot bind it.
+    let port = weir_e2e::free_port();
+    let _udp = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
     let conf = dir.write(
         "weir.conf",
-        format!("<source>\n @type forward\n bind 127.0.0.1\n port {port}\n</source>\n<match **>\n @type null\n</match>\n"),
+        STDOUT_CONFIG
+            .replace("{security}", "")
+            .replace("{port}", &port.to_string()),
     );
     let (ok, _, err) = run_with_timeout(
         Command::new(weir_bin()).args(["run", "-c"]).arg(&conf),

@@ -276,10 +276,10 @@ impl Weir {
         self.stdout = stdout;
         self.stderr = stderr;
         if let Err(why) = wait_listening(&mut self.child, self.port) {
+            // Its log follows, printed when the panic drops this Weir.
             panic!(
-                "weir did not start listening on port {} again: {why}; its log:\n{}",
-                self.port,
-                self.stderr_lines().join("\n")
+                "weir did not start listening on port {} again: {why}",
+                self.port
             );
         }
     }
