@@ -12,8 +12,7 @@ use std::time::Duration;
 use admin_client::{get, metrics_when, post, sample, wait_lines};
 use serde_json::{json, Value};
 use weir_e2e::{
-    free_port, python, record, run_with_timeout, weir_bin, with_chunk, RawClient, Scratch,
-    TmpfsMount, Weir,
+    python, record, run_with_timeout, weir_bin, with_chunk, RawClient, Scratch, TmpfsMount, Weir,
 };
 use weir_proto::{encode_forward, EventTime};
 
@@ -66,7 +65,7 @@ const LOAD_CONFIG: &str = r#"
 <source>
   @type monitor_agent
   @id monitor
-  port {admin}
+  port {port:admin}
 </source>
 <filter app.**>
   @type record_transformer
@@ -100,11 +99,8 @@ const LOAD_CONFIG: &str = r#"
 /// what was sent, plugins.json has Fluentd's shape, and flushBuffers writes the file.
 #[test]
 fn metrics_and_plugins_after_a_known_load_and_flush_buffers() {
-    let admin = free_port();
-    let weir = Weir::start(
-        "admin-load",
-        &LOAD_CONFIG.replace("{admin}", &admin.to_string()),
-    );
+    let weir = Weir::start("admin-load", LOAD_CONFIG);
+    let admin = weir.named_port("admin");
     const PY: usize = 300;
     const ACKED_REQUESTS: usize = 3;
     const PER_REQUEST: usize = 10;
@@ -348,30 +344,27 @@ fn token_required_beyond_loopback() {
     let (ok, err) = check(&dir, "<system>\n  rpc_endpoint no-port\n</system>\n", &[]);
     assert!(!ok && err.contains("Invalid rpc_endpoint"), "{err}");
 
-    let admin = free_port();
-    let rpc = free_port();
-    let config = format!(
-        r#"
+    let config = r#"
 <system>
-  rpc_endpoint 127.0.0.1:{rpc}
+  rpc_endpoint 127.0.0.1:{port:rpc}
 </system>
 <source>
   @type forward
   bind 127.0.0.1
-  port {{port}}
+  port {port}
 </source>
 <source>
   @type monitor_agent
   bind 0.0.0.0
-  port {admin}
+  port {port:admin}
   token s3cret
 </source>
 <match **>
   @type null
 </match>
-"#
-    );
-    let weir = Weir::start("admin-token", &config);
+"#;
+    let weir = Weir::start("admin-token", config);
+    let (admin, rpc) = (weir.named_port("admin"), weir.named_port("rpc"));
     for path in [
         "/api/plugins.json",
         "/api/plugins",
@@ -437,12 +430,12 @@ fn healthz_is_503_while_the_store_is_full_and_200_when_space_returns() {
     };
     let filler = fs_dir.join("filler");
     std::fs::write(&filler, vec![0u8; 1536 * 1024]).unwrap();
-    let admin = free_port();
-    let config = LOAD_CONFIG.replace("{admin}", &admin.to_string()).replace(
+    let config = LOAD_CONFIG.replace(
         "path {dir}/buffer",
         &format!("path {}/buf", fs_dir.display()),
     );
     let weir = Weir::start("admin-health", &config);
+    let admin = weir.named_port("admin");
     assert_eq!(get(admin, "/healthz", None).status, 200);
 
     let mut refused = false;
@@ -488,25 +481,23 @@ fn healthz_is_503_while_the_store_is_full_and_200_when_space_returns() {
 /// balancer stops sending; the request in progress still gets its ack.
 #[test]
 fn healthz_is_503_while_shutting_down() {
-    let admin = free_port();
-    let config = format!(
-        r#"
+    let config = r#"
 <source>
   @type forward
   @id in_fwd
   bind 127.0.0.1
-  port {{port}}
+  port {port}
 </source>
 <source>
   @type monitor_agent
-  port {admin}
+  port {port:admin}
 </source>
 <match **>
   @type null
 </match>
-"#
-    );
-    let mut weir = Weir::start("admin-shutdown", &config);
+"#;
+    let mut weir = Weir::start("admin-shutdown", config);
+    let admin = weir.named_port("admin");
     let r = record(r#"{"a":1}"#);
     let request = |chunk: &str| {
         encode_forward(
@@ -559,19 +550,17 @@ fn healthz_is_503_while_shutting_down() {
 /// monitor_agent's `tag`: its records arrive in the pipeline as events, one per plugin.
 #[test]
 fn monitor_agent_tag_emits_plugin_records() {
-    let admin = free_port();
-    let config = format!(
-        r#"
+    let config = r#"
 <source>
   @type forward
   @id in_fwd
   bind 127.0.0.1
-  port {{port}}
+  port {port}
 </source>
 <source>
   @type monitor_agent
   @id monitor
-  port {admin}
+  port {port:admin}
   tag weir.monitor
   emit_interval 1s
 </source>
@@ -579,9 +568,8 @@ fn monitor_agent_tag_emits_plugin_records() {
   @type stdout
   @id out_stdout
 </match>
-"#
-    );
-    let weir = Weir::start("admin-emit", &config);
+"#;
+    let weir = Weir::start("admin-emit", config);
     let lines = weir.wait_stdout(3, Duration::from_secs(60));
     let first: Vec<&String> = lines.iter().take(3).collect();
     for (line, id) in first.iter().zip(["in_fwd", "monitor", "out_stdout"]) {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use weir_e2e::{free_port, python, root, run_with_timeout, weir_bin, Scratch, Weir};
+use weir_e2e::{python, root, run_with_timeout, weir_bin, Scratch, Weir};
 
 const TEMPLATES: [&str; 2] = [
     "deploy/cloudformation/weir-aggregator.yaml",
@@ -627,16 +627,15 @@ fn dockerfile_builds_or_passes_hadolint_and_its_health_check_works() {
     // The image's health check, run against a real weir serving /healthz.
     let mut cmd = docker_healthcheck(&dockerfile);
     assert_eq!(cmd[0], "bash");
-    let admin = free_port();
+    let config =
+        "<source>\n  @type monitor_agent\n  bind 127.0.0.1\n  port {port:admin}\n</source>\n\
+         <source>\n  @type forward\n  bind 127.0.0.1\n  port {port}\n</source>\n\
+         <match **>\n  @type null\n</match>\n";
+    let weir = Weir::start("deploy-healthcheck", config);
+    let admin = weir.named_port("admin");
     let script = cmd[2].replace("/24220", &format!("/{admin}"));
     assert_ne!(script, cmd[2], "the health check does not use port 24220");
     cmd[2] = script;
-    let config = format!(
-        "<source>\n  @type monitor_agent\n  bind 127.0.0.1\n  port {admin}\n</source>\n\
-         <source>\n  @type forward\n  bind 127.0.0.1\n  port {{port}}\n</source>\n\
-         <match **>\n  @type null\n</match>\n"
-    );
-    let weir = Weir::start("deploy-healthcheck", &config);
     let (ok, out, err) = run(Command::new(&cmd[0]).args(&cmd[1..]));
     assert!(
         ok,

@@ -16,11 +16,12 @@ fn touch(port: u16) {
     drop(s);
 }
 
-fn config(system_level: &str, second_port: u16, chatty_level: &str) -> String {
+/// Two forward sources, `quiet` on `{port}` and `chatty` on `{port:second}`.
+fn config(system_level: &str, chatty_level: &str) -> String {
     format!(
         "<system>\n  log_level {system_level}\n</system>\n\
          <source>\n  @type forward\n  @id quiet\n  bind 127.0.0.1\n  port {{port}}\n</source>\n\
-         <source>\n  @type forward\n  @id chatty\n  @log_level {chatty_level}\n  bind 127.0.0.1\n  port {second_port}\n</source>\n\
+         <source>\n  @type forward\n  @id chatty\n  @log_level {chatty_level}\n  bind 127.0.0.1\n  port {{port:second}}\n</source>\n\
          <match **>\n  @type null\n</match>\n"
     )
 }
@@ -35,8 +36,8 @@ fn debug_lines_of(weir: &Weir, id: &str) -> Vec<String> {
 
 #[test]
 fn a_plugin_log_level_applies_to_the_lines_about_that_plugin_only() {
-    let second = free_port();
-    let weir = Weir::start_at_config_log_level("log-plugin", &config("info", second, "debug"));
+    let weir = Weir::start_at_config_log_level("log-plugin", &config("info", "debug"));
+    let second = weir.named_port("second");
     touch(weir.port);
     touch(second);
     assert!(
@@ -61,8 +62,7 @@ fn a_plugin_log_level_applies_to_the_lines_about_that_plugin_only() {
 #[test]
 fn system_log_level_sets_the_process_level_unless_the_command_line_does() {
     // <system> log_level warn: weir's info lines are gone.
-    let second = free_port();
-    let mut weir = Weir::start_at_config_log_level("log-system", &config("warn", second, "warn"));
+    let mut weir = Weir::start_at_config_log_level("log-system", &config("warn", "warn"));
     touch(weir.port);
     weir.signal("TERM");
     assert!(weir.wait_exit(WAIT).is_some());
@@ -73,9 +73,7 @@ fn system_log_level_sets_the_process_level_unless_the_command_line_does() {
     );
 
     // <system> log_level debug: debug lines of every source.
-    let second = free_port();
-    let weir =
-        Weir::start_at_config_log_level("log-system-debug", &config("debug", second, "debug"));
+    let weir = Weir::start_at_config_log_level("log-system-debug", &config("debug", "debug"));
     touch(weir.port);
     assert!(
         weir.wait_log("connection closed", WAIT).is_some(),
@@ -84,8 +82,7 @@ fn system_log_level_sets_the_process_level_unless_the_command_line_does() {
     );
 
     // WEIR_LOG (here: info, as every other test runs weir) wins over <system> log_level debug.
-    let second = free_port();
-    let weir = Weir::start("log-system-env", &config("debug", second, "info"));
+    let weir = Weir::start("log-system-env", &config("debug", "info"));
     touch(weir.port);
     assert!(weir.wait_log("weir started", WAIT).is_some());
     std::thread::sleep(Duration::from_millis(300));
@@ -98,12 +95,12 @@ fn system_log_level_sets_the_process_level_unless_the_command_line_does() {
 
 #[test]
 fn a_reload_applies_the_new_levels() {
-    let second = free_port();
-    let weir = Weir::start_at_config_log_level("log-reload", &config("info", second, "info"));
+    let weir = Weir::start_at_config_log_level("log-reload", &config("info", "info"));
+    let second = weir.named_port("second");
     touch(second);
     std::thread::sleep(Duration::from_millis(300));
     assert!(debug_lines_of(&weir, "chatty").is_empty());
-    let text = config("info", second, "debug").replace("{port}", &weir.port.to_string());
+    let text = weir.fill_ports(&config("info", "debug"));
     weir.dir.write("weir.conf", text);
     weir.signal("HUP");
     assert!(

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use admin_client::{get, lines_under, post, wait_lines};
 use serde_json::json;
-use weir_e2e::{free_port, record, with_chunk, RawClient, Weir};
+use weir_e2e::{record, with_chunk, RawClient, Weir};
 use weir_proto::{encode_forward, EventTime};
 
 const V1: &str = r#"
@@ -27,7 +27,7 @@ const V1: &str = r#"
 </source>
 <source>
   @type monitor_agent
-  port {admin}
+  port {port:admin}
 </source>
 <match app.**>
   @type file
@@ -65,29 +65,21 @@ const EXTRA_MATCH: &str = r#"
 </match>
 "#;
 
-/// The config text with its placeholders filled.
-fn config(weir_port: u16, admin: u16, dir: &str, out: &str, extra: &str) -> String {
-    format!("{V1}{extra}")
-        .replace("{port}", &weir_port.to_string())
-        .replace("{admin}", &admin.to_string())
-        .replace("{out}", out)
-        .replace("{dir}", dir)
+/// Starts weir on V1 writing to `out1`; returns it and its admin port.
+fn start(name: &str) -> (Weir, u16) {
+    let weir = Weir::start(name, &V1.replace("{out}", "out1"));
+    let admin = weir.named_port("admin");
+    (weir, admin)
 }
 
-/// Starts weir on V1 writing to `out1`.
-fn start(name: &str, admin: u16) -> Weir {
-    Weir::start(
-        name,
-        &V1.replace("{admin}", &admin.to_string())
-            .replace("{out}", "out1"),
-    )
-}
-
-/// Rewrites weir's config file.
-fn rewrite(weir: &Weir, admin: u16, out: &str, extra: &str) {
+/// Rewrites weir's config file: V1 writing to `out`, followed by `extra`, on the same ports.
+fn rewrite(weir: &Weir, out: &str, extra: &str) {
     let dir = weir.dir.path().display().to_string();
-    weir.dir
-        .write("weir.conf", config(weir.port, admin, &dir, out, extra));
+    let text = weir
+        .fill_ports(&format!("{V1}{extra}"))
+        .replace("{out}", out)
+        .replace("{dir}", &dir);
+    weir.dir.write("weir.conf", text);
 }
 
 /// Sends `requests` acked Forward requests of 10 events each under `tag`, with ids
@@ -203,8 +195,7 @@ fn wait_log_count(weir: &Weir, needle: &str, n: usize) -> usize {
 /// the forward port never refuses a connection.
 #[test]
 fn sighup_reload_keeps_buffered_events_and_the_port() {
-    let admin = free_port();
-    let weir = start("reload-hup", admin);
+    let (weir, admin) = start("reload-hup");
     let before = send_acked(&weir, "app.a", "a", 5);
     // A live-tail subscriber attached before the reload.
     let mut tail = TcpStream::connect(("127.0.0.1", admin)).unwrap();
@@ -218,7 +209,7 @@ fn sighup_reload_keeps_buffered_events_and_the_port() {
     let mut seen = Vec::new();
     read_until(&mut tail, &mut seen, "200 OK");
 
-    rewrite(&weir, admin, "out2", EXTRA_MATCH);
+    rewrite(&weir, "out2", EXTRA_MATCH);
     let prober = Prober::start(weir.port);
     weir.signal("HUP");
     assert_eq!(
@@ -274,13 +265,12 @@ fn sighup_reload_keeps_buffered_events_and_the_port() {
 /// reloads over HTTP and nothing acked before is lost.
 #[test]
 fn config_errors_keep_the_old_config_running() {
-    let admin = free_port();
-    let weir = start("reload-errors", admin);
+    let (weir, admin) = start("reload-errors");
     let first = send_acked(&weir, "app.a", "a", 3);
 
     // An unknown output plugin: its @type is on the line after `<match bad.**>`.
     let bad = "\n<match bad.**>\n  @type nosuch_output\n</match>\n";
-    rewrite(&weir, admin, "out2", bad);
+    rewrite(&weir, "out2", bad);
     let text = std::fs::read_to_string(weir.dir.path().join("weir.conf")).unwrap();
     let line = text
         .lines()
@@ -310,7 +300,7 @@ fn config_errors_keep_the_old_config_running() {
     );
 
     // A syntax error, by SIGHUP: logged with its place, old config still running.
-    rewrite(&weir, admin, "out2", "\n<match broken.**\n");
+    rewrite(&weir, "out2", "\n<match broken.**\n");
     weir.signal("HUP");
     assert_eq!(
         wait_log_count(&weir, "still running the previous config", 2),
@@ -340,7 +330,7 @@ fn config_errors_keep_the_old_config_running() {
 
     // A good config reloads over HTTP.
     let third = send_acked(&weir, "app.a", "t", 3);
-    rewrite(&weir, admin, "out2", "");
+    rewrite(&weir, "out2", "");
     let r = post(admin, "/api/config.reload", None);
     assert_eq!((r.status, r.json()), (200, json!({"ok": true})));
     let fourth = send_acked(&weir, "app.a", "f", 3);

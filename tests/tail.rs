@@ -20,14 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use weir_e2e::{
-    free_port, node, python, record, run_with_timeout, weir_bin, with_chunk, RawClient, Weir,
-};
+use weir_e2e::{node, python, record, run_with_timeout, weir_bin, with_chunk, RawClient, Weir};
 use weir_proto::{encode_forward, EventTime};
 
 const TOKEN: &str = "tail-test-token";
 
-/// A forward source, the admin endpoint on `{admin}` with a token, and every event dropped.
+/// A forward source, the admin endpoint on `{port:admin}` with a token, and every event dropped.
 const CONFIG: &str = r#"
 <source>
   @type forward
@@ -39,7 +37,7 @@ const CONFIG: &str = r#"
   @type monitor_agent
   @id monitor
   bind 127.0.0.1
-  port {admin}
+  port {port:admin}
   token tail-test-token
 </source>
 <match **>
@@ -49,9 +47,8 @@ const CONFIG: &str = r#"
 
 /// A weir instance and the port of its admin endpoint.
 fn start(name: &str) -> (Weir, u16) {
-    let admin = free_port();
-    let weir = Weir::start(name, &CONFIG.replace("{admin}", &admin.to_string()));
-    wait_for_port(admin);
+    let weir = Weir::start(name, CONFIG);
+    let admin = weir.named_port("admin");
     (weir, admin)
 }
 

@@ -94,7 +94,22 @@ impl Drop for Scratch {
     }
 }
 
-/// A port that was free a moment ago, for TCP and UDP.
+/// The distinct NAMEs of the `{port:NAME}` placeholders in `config`, in order of first use.
+fn port_names(config: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for piece in config.split("{port:").skip(1) {
+        if let Some((name, _)) = piece.split_once('}') {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names
+}
+
+/// A port that was free a moment ago, for TCP and UDP. A test that needs weir to listen on
+/// more than its forward port uses `{port:NAME}` placeholders ([`Weir::start`]) instead: a
+/// port picked here can be taken by a parallel test before weir binds it.
 pub fn free_port() -> u16 {
     loop {
         let l = TcpListener::bind("127.0.0.1:0").expect("binding port 0");
@@ -208,13 +223,17 @@ pub struct Weir {
     stderr: Arc<Lines>,
     /// The forward port it listens on.
     pub port: u16,
+    /// The ports picked for the config's `{port:NAME}` placeholders, by name.
+    named: Vec<(String, u16)>,
     /// Its scratch directory (the config lives there).
     pub dir: Scratch,
 }
 
 impl Weir {
     /// Starts weir on `config`, in which `{port}` and `{dir}` are replaced by a free port and
-    /// the scratch directory, and waits until the port accepts connections.
+    /// the scratch directory, and each `{port:NAME}` (another port weir listens on over TCP:
+    /// an admin endpoint, a second source) by a free port of its own, and waits until weir
+    /// listens on all of them. [`Weir::named_port`] tells the ports picked for the names.
     pub fn start(name: &str, config: &str) -> Weir {
         Weir::start_logging(name, config, true)
     }
@@ -227,24 +246,34 @@ impl Weir {
 
     fn start_logging(name: &str, config: &str, log_level: bool) -> Weir {
         let dir = Scratch::new(name);
-        // The port was free when picked but is not held until weir binds it, so a parallel
-        // test can take it first; weir then exits on the bind error and another port is tried.
+        // A port is free when picked but not held until weir binds it, so a parallel test can
+        // take it first; weir then exits on the bind error and other ports are tried.
+        let names = port_names(config);
         let mut attempts = 0;
         loop {
             attempts += 1;
             let port = free_port();
-            let text = config
+            let named: Vec<(String, u16)> =
+                names.iter().map(|n| (n.clone(), free_port())).collect();
+            let mut text = config
                 .replace("{port}", &port.to_string())
                 .replace("{dir}", &dir.path().display().to_string());
+            for (n, p) in &named {
+                text = text.replace(&format!("{{port:{n}}}"), &p.to_string());
+            }
             dir.write("weir.conf", &text);
             let (mut child, stdout, stderr) = spawn(&dir, log_level);
-            match wait_listening(&mut child, port) {
+            let ports: Vec<u16> = std::iter::once(port)
+                .chain(named.iter().map(|(_, p)| *p))
+                .collect();
+            match wait_listening(&mut child, &ports) {
                 Ok(()) => {
                     return Weir {
                         child,
                         stdout,
                         stderr,
                         port,
+                        named,
                         dir,
                     }
                 }
@@ -256,7 +285,9 @@ impl Weir {
                     if attempts < 5 && log.contains("Address already in use") {
                         continue;
                     }
-                    panic!("weir did not start listening on port {port}: {why}; its log:\n{log}");
+                    panic!(
+                        "weir did not start listening on ports {ports:?}: {why}; its log:\n{log}"
+                    );
                 }
             }
         }
@@ -275,13 +306,31 @@ impl Weir {
         self.child = child;
         self.stdout = stdout;
         self.stderr = stderr;
-        if let Err(why) = wait_listening(&mut self.child, self.port) {
+        let ports: Vec<u16> = std::iter::once(self.port)
+            .chain(self.named.iter().map(|(_, p)| *p))
+            .collect();
+        if let Err(why) = wait_listening(&mut self.child, &ports) {
             // Its log follows, printed when the panic drops this Weir.
-            panic!(
-                "weir did not start listening on port {} again: {why}",
-                self.port
-            );
+            panic!("weir did not start listening on ports {ports:?} again: {why}");
         }
+    }
+
+    /// The port picked for the config's `{port:NAME}` placeholder.
+    pub fn named_port(&self, name: &str) -> u16 {
+        match self.named.iter().find(|(n, _)| n == name) {
+            Some((_, p)) => *p,
+            None => panic!("the config has no {{port:{name}}} placeholder"),
+        }
+    }
+
+    /// `text` with `{port}` and every `{port:NAME}` replaced by this weir's ports (for a
+    /// config sent in a reload).
+    pub fn fill_ports(&self, text: &str) -> String {
+        let mut text = text.replace("{port}", &self.port.to_string());
+        for (n, p) in &self.named {
+            text = text.replace(&format!("{{port:{n}}}"), &p.to_string());
+        }
+        text
     }
 
     /// The forward address.
@@ -350,13 +399,13 @@ impl Weir {
 /// Waits (up to 20 s) until `child` itself listens on TCP `port`, or says why not: it
 /// exited, or the time ran out. Asking the kernel which process holds the listening socket,
 /// rather than connecting, keeps a test from talking to another test's weir that took the port.
-fn wait_listening(child: &mut Child, port: u16) -> Result<(), String> {
+fn wait_listening(child: &mut Child, ports: &[u16]) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("it exited ({status})"));
         }
-        if listens_on(child.id(), port) {
+        if ports.iter().all(|p| listens_on(child.id(), *p)) {
             return Ok(());
         }
         if Instant::now() >= deadline {
@@ -704,5 +753,18 @@ impl Drop for TmpfsMount {
                 eprintln!("could not unmount the tmpfs at {}", self.dir.display());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::port_names;
+
+    #[test]
+    fn port_names_are_the_distinct_names_in_order() {
+        let config =
+            "port {port}\nport {port:admin}\nrpc 127.0.0.1:{port:rpc}\nagain {port:admin}\n";
+        assert_eq!(port_names(config), ["admin", "rpc"]);
+        assert!(port_names("port {port}\n").is_empty());
     }
 }
