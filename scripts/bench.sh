@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make bench`: runs a standard set of forward-protocol loads against a local release build of
 # weir and writes docs/benchmarks.md. Each case runs ROUNDS times (default 3); the tables show
-# the median of each figure. weir's peak memory (VmHWM) is read from /proc after each run.
+# the median of each figure. weir's peak memory (VmHWM) is read from /proc after each run, and
+# its buffers' commit counts and times from its admin endpoint's /metrics when the load stops.
+# Before the first run and after the last, the disk under the buffers is timed on its own.
 #
 # Two kinds of case:
 # - load: `weir bench` sends for SECONDS_PER_RUN seconds. With a buffered output, weir is then
@@ -113,27 +115,26 @@ CONF
   esac
 }
 
-port=""
+port="" admin_port=""
 start_weir() { # $1: output kind; $2: flush_interval; $3: more <buffer> parameters;
   # $4: how many `weir tail` subscribers to attach, each grepping for one host (1 event in 250)
-  local admin="" admin_port="" tails="${4:-0}" hosts=(ip-10-0-2-100 ip-10-0-6-49 ip-10-0-3-249 ip-10-0-4-147)
+  # Every run has the admin endpoint (idle unless tails attach): its /metrics tell how the
+  # buffer's commits went (commit_stats).
+  local tails="${4:-0}" hosts=(ip-10-0-2-100 ip-10-0-6-49 ip-10-0-3-249 ip-10-0-4-147)
   rm -rf "$work/out"
   port=$(free_port)
-  if [ "$tails" -gt 0 ]; then
-    admin_port=$(free_port)
-    admin="<source>
-  @type monitor_agent
-  bind 127.0.0.1
-  port $admin_port
-</source>"
-  fi
+  admin_port=$(free_port)
   cat > "$work/weir.conf" <<CONF
 <source>
   @type forward
   bind 127.0.0.1
   port $port
 </source>
-$admin
+<source>
+  @type monitor_agent
+  bind 127.0.0.1
+  port $admin_port
+</source>
 <match **>
   $(output_config "$1" "$2" "${3:-}")
 </match>
@@ -159,6 +160,22 @@ stop_weir() { # sets $hwm: weir's peak RSS in KiB; returns once weir has exited
   tail_pids=()
 }
 
+# Prints the buffers' commits so far, from weir's /metrics: how many (write + fdatasync of one
+# batch, per chunk file) and the seconds the commit threads spent in them, summed over buffers.
+commit_stats() {
+  python3 - "$admin_port" <<'PY'
+import sys, urllib.request
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=10).read().decode()
+count = total = 0.0
+for line in text.splitlines():
+    if line.startswith("weir_buffer_commit_duration_seconds_count{"):
+        count += float(line.rsplit(" ", 1)[1])
+    elif line.startswith("weir_buffer_commit_duration_seconds_sum{"):
+        total += float(line.rsplit(" ", 1)[1])
+print(int(count), round(total, 4))
+PY
+}
+
 # Microseconds a 4 KiB write + fdatasync takes on the disk that holds $work (where the
 # buffers are), the median of 8: how busy that disk is with other tenants' writes right now.
 disk_probe() {
@@ -178,6 +195,38 @@ for _ in range(8):
 os.close(fd)
 os.unlink(path)
 print(round(statistics.median(took) * 1e6))
+PY
+}
+
+# Prints what one stream of direct writes, each followed by fdatasync, reaches on the disk that
+# holds $work, in GB/s, for writes of 256 KiB, 1 MiB and 4 MiB (2 s each, over a 64 MiB file
+# written once before, as a commit thread overwrites a reused chunk file): the pace at which the
+# disk takes commits one after the other, whatever weir does.
+disk_stream() {
+  python3 - "$work" <<'PY'
+import mmap, os, sys, time
+path = os.path.join(sys.argv[1], "disk-stream")
+span = 64 << 20
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o600)
+buf = mmap.mmap(-1, 4 << 20)
+buf.write(b"x" * (4 << 20))
+for off in range(0, span, 4 << 20):
+    os.pwritev(fd, [buf], off)
+os.fdatasync(fd)
+rates = []
+for size in (256 << 10, 1 << 20, 4 << 20):
+    view = memoryview(buf)[:size]
+    done, off, t0 = 0, 0, time.perf_counter()
+    while time.perf_counter() - t0 < 2:
+        os.pwritev(fd, [view], off)
+        os.fdatasync(fd)
+        done += size
+        off = (off + size) % span
+    rates.append(f"{done / (time.perf_counter() - t0) / 1e9:.2f}")
+view.release()
+os.close(fd)
+os.unlink(path)
+print(" ".join(rates))
 PY
 }
 
@@ -293,6 +342,7 @@ fi
 
 results="$work/results.jsonl"
 : > "$results"
+read -r disk_before_256k disk_before_1m disk_before_4m <<< "$(disk_stream)"
 started=$(date +%s)
 for r in $(seq "$rounds"); do
   for i in "${order[@]}"; do
@@ -323,20 +373,22 @@ for r in $(seq "$rounds"); do
       json=$("$bin" bench --port "$port" --batch 1000 --record-size 200 --duration "$duration" --json $flags)
       read -r t2 _ s2 <<< "$(cpu_ticks)"
       stolen=$(percent $((s2 - s1)) $((t2 - t1)))
+      read -r commits commit_s <<< "$(commit_stats)"
       drain=null
       if [ "$output" != null ]; then
         drain=$(flush_and_time)
       fi
       stop_weir
-      echo "$name, round $r, attempt $attempt: $json rss_kib=$hwm drain_s=$drain idle_before=$idle steal_before=$steal disk_probe_us=$disk_us steal_during=$stolen" >&2
+      echo "$name, round $r, attempt $attempt: $json rss_kib=$hwm drain_s=$drain idle_before=$idle steal_before=$steal disk_probe_us=$disk_us steal_during=$stolen commits=$commits commit_s=$commit_s" >&2
       line=$(python3 -c '
 import json, sys
 d = json.loads(sys.argv[1])
 d.update(case=sys.argv[2], kind=sys.argv[3], twin=sys.argv[4], rss_kib=int(sys.argv[5]),
          drain_s=json.loads(sys.argv[6]), idle_before=int(sys.argv[7]), round=int(sys.argv[8]),
          steal_before=int(sys.argv[9]), disk_probe_us=int(sys.argv[10]),
-         steal_during=int(sys.argv[11]), index=int(sys.argv[12]))
-print(json.dumps(d))' "$json" "$name" "$kind" "$twin" "$hwm" "$drain" "$idle" "$r" "$steal" "$disk_us" "$stolen" "$i")
+         steal_during=int(sys.argv[11]), index=int(sys.argv[12]), commits=int(sys.argv[13]),
+         commit_s=float(sys.argv[14]))
+print(json.dumps(d))' "$json" "$name" "$kind" "$twin" "$hwm" "$drain" "$idle" "$r" "$steal" "$disk_us" "$stolen" "$i" "$commits" "$commit_s")
       if [ "$stolen" -lt "$kept_steal" ]; then kept=$line kept_steal=$stolen; fi
       if [ "$stolen" -le "$run_steal_max" ]; then break; fi
       echo "  the host gave ${stolen}% of the CPU to other guests during that run (more than ${run_steal_max}%)" >&2
@@ -349,16 +401,20 @@ elapsed=$(( $(date +%s) - started ))
 
 # Whether this user may take real-time scheduling: the file buffers' commit threads ask for it
 # (`commit_priority realtime`, the default) and run at normal priority where it is refused.
+read -r disk_after_256k disk_after_1m disk_after_4m <<< "$(disk_stream)"
 if chrt -f 1 true 2>/dev/null; then realtime=1; else realtime=0; fi
 python3 - "$results" "$rounds" "$seconds" "$fill" "$fill_s3" "$have_moto" "$elapsed" \
   "$quiet_wait" "$quiet_idle_min" "$quiet_steal_max" "$quiet_disk_us" "$realtime" \
-  "$run_steal_max" "$run_attempts" <<'PY' > docs/benchmarks.md
+  "$run_steal_max" "$run_attempts" \
+  "$disk_before_256k $disk_before_1m $disk_before_4m" "$disk_after_256k $disk_after_1m $disk_after_4m" \
+  <<'PY' > docs/benchmarks.md
 import json, os, platform, statistics, subprocess, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 rounds, seconds, fill, fill_s3, have_moto, elapsed = sys.argv[2:8]
 quiet_wait, idle_min, steal_max, quiet_us = (int(a) for a in sys.argv[8:12])
 realtime = sys.argv[12] == "1"
 run_steal_max, run_attempts = int(sys.argv[13]), int(sys.argv[14])
+disk_before, disk_after = sys.argv[15].split(), sys.argv[16].split()
 # The tables follow the script's list of cases, not the order they ran in.
 cases = sorted({r["case"]: r["index"] for r in rows}.items(), key=lambda kv: kv[1])
 cases = [c for c, _ in cases]
@@ -407,6 +463,7 @@ print(f"- before each run the script waits up to {quiet_wait} s for a quiet mach
 during = [r["steal_during"] for r in rows]
 again = sum(1 for r in rows if r["attempts"] > 1)
 print(f"- a run during which the host gave more than {run_steal_max}% of the CPU to other guests (steal, over the run) was disturbed from outside: it is run again, {run_attempts} attempts at most, and the attempt with the least steal is kept (chosen on the steal alone, never on weir's figures). {again} of {len(rows)} runs were run again; over the kept runs, steal was {max(during)}% at worst and {statistics.median(during):.0f}% in the median")
+print(f"- the buffers' disk, one stream of direct writes each followed by fdatasync (the pace at which it takes commits one after the other): {disk_before[0]} / {disk_before[1]} / {disk_before[2]} GB/s with writes of 256 KiB / 1 MiB / 4 MiB before the first run, {disk_after[0]} / {disk_after[1]} / {disk_after[2]} GB/s after the last")
 if have_moto != "1":
     print("- the S3 rows are missing: `.venv/bin/moto_server` was not installed (`make test-deps`)")
 note = os.environ.get("BENCH_NOTE")
@@ -430,6 +487,19 @@ for c in load:
     vs_base = num(e / base, ".2f") if base else "-"
     print(f"| {c} | {e:,.0f} | {med(c, lambda r: r['mb_per_sec']):.1f} | {p50} | {p99} | "
           f"{med(c, lambda r: r['rss_kib']) / 1024:.1f} | {num(med(c, delivered), ',.0f')} | {vs_twin} | {vs_base} |")
+committing = [c for c in load if any(r.get("commits") for r in of(c))]
+if committing:
+    print()
+    print("Group commit on the file-buffer rows, from weir's own metrics (`weir_buffer_commit_duration_seconds`) read when the load stops: a commit is one batch's write and fdatasync on a chunk file, and the time in commits is the time the commit threads spent writing and syncing, as a share of the load's duration (with several commit threads, their times add up).")
+    print()
+    print("| case | commits/s | requests per commit | ms per commit | time in commits |")
+    print("|---|---:|---:|---:|---:|")
+    for c in committing:
+        per_s = med(c, lambda r: r["commits"] / r["seconds"] if r.get("commits") else None)
+        per_commit = med(c, lambda r: r["requests"] / r["commits"] if r.get("commits") else None)
+        ms = med(c, lambda r: 1000 * r["commit_s"] / r["commits"] if r.get("commits") else None)
+        busy = med(c, lambda r: 100 * r["commit_s"] / r["seconds"] if r.get("commits") else None)
+        print(f"| {c} | {num(per_s, ',.0f')} | {num(per_commit, '.1f')} | {num(ms, '.3f')} | {num(busy, '.0f')}% |")
 if flush:
     print()
     print(f"Flushing a full buffer: the buffer fills for {fill} s (LTSV) or {fill_s3} s (S3) with nothing due (`flush_interval 1h`), then weir is sent SIGUSR1; the time is measured from outside, from the signal until the buffer directory holds no chunk file.")
@@ -478,35 +548,46 @@ buffer as the LTSV rows, and deliver each chunk to a `null` output that discards
 (Fluentd's out_null with a `<buffer>`), so they show what the durable buffer itself costs next
 to the unbuffered null output, without an output's formatting and writing taking CPU and disk
 at the same time. This is the row the 70% target is read on. Every connection waits for its
-ack before it sends again, so these rows are bound by how long a request takes, and on this
-machine that is set by the two cores (which also run the load generator), not by the disk: a
-single stream of 2 MiB direct writes, each followed by fdatasync, reaches 2.9 GB/s here, about
-twice what the 16-connection row writes. The null rows parse requests and write acks. The
-file-buffer rows do the same, checksum each block, copy it into the commit thread's aligned
-memory and write it to the disk (`O_DIRECT`, so the kernel copies nothing into its page
-cache), then fdatasync before the ack. Profiled at 16 connections (`perf record`, samples per
-million events), weir spends about 1.9 times the CPU per event on the file-buffer row that it
-spends on the null row. Almost half of the difference is paid per commit, whatever the commit
-holds: switching to and from the commit thread, and the virtual disk's costs (each write and
-each flush is a notification to the host, and each completion an interrupt). A commit there
-takes 0.1–0.2 ms and holds two to three requests, because the connections' next requests are
-still being read and parsed when it ends. The copy into the aligned memory and the CRC were a
-sixth of the difference (before the CRC moved to carry-less multiplication, which halved its
-share), the append's bookkeeping a twentieth. The same parsing code also runs about 13% slower
-per event on the file-buffer row, and the load generator's copies about 40% slower; a reading,
-not proven: the host copying what the virtual disk writes shares caches or memory bandwidth
-with these cores. So the ratio depends on how fast the machine parses compared with how much a
-commit costs: on a machine kind with slower cores (an earlier Intel Xeon of this kind) the null
-rows ran at 5–6 million events/s and this row kept 0.58–0.74 of them; on this one the null
-rows run two to three times faster and the commit costs have not shrunk with them. How soon
-the commit thread runs mattered on the slower cores: at normal priority it often sat ready to
-run behind the workers and the load generator while the connections had nothing to send, and
-at the lowest real-time priority (`commit_priority realtime`, the default where the system
-allows it) these rows rose by about 8% (docs/buffering.md has the alternating runs); on this
-machine the two priorities measure the same. `commit_shards` (weir's own `<buffer>` parameter,
-default 1; see docs/buffering.md) runs that many commit threads, each with its own chunk per
-key, so that their fdatasyncs overlap; here, where the CPU rather than the disk sets the pace,
-more commit threads only add switches.
+ack before it sends again, so these rows are bound by how long a request takes, and that is set
+by whichever is slower: the two cores (which also run the load generator) reading and parsing
+requests, or the disk taking commits one after the other. The group-commit table above tells
+which one a run met: a commit thread that spends nearly all of the load's time in its writes
+and fdatasyncs is waiting on the disk, and the row then moves with the disk's pace (the disk
+line at the top), which changes from hour to hour on this shared machine. A commit of the
+16-connection rows holds a few requests, a few hundred KiB to a MiB, the sizes at which a
+stream of writes and fdatasyncs is slowest per byte: each commit costs the disk a fixed part
+before its bytes (its write and its flush are each a notification to the host and a completion
+interrupt). The commit thread copies a batch into its aligned memory before it writes it, so
+that copy takes its turn between the disk's operations instead of overlapping them.
+The null rows parse requests and write acks. The file-buffer rows do the same, checksum each
+block, copy it into the commit thread's aligned memory and write it to the disk (`O_DIRECT`,
+so the kernel copies nothing into its page cache), then fdatasync before the ack. Profiled at
+16 connections on a day when the cores set the pace (`perf record`, samples per million
+events), weir spent about 1.9 times the CPU per event on the file-buffer row that it spent on
+the null row. Almost half of the difference was paid per commit, whatever the commit held:
+switching to and from the commit thread, and the virtual disk's notifications and interrupts.
+A commit then took 0.1–0.2 ms and held two to three requests, because the connections' next
+requests were still being read and parsed when it ended. The copy into the aligned memory and
+the CRC were a sixth of the difference (before the CRC moved to carry-less multiplication,
+which halved its share), the append's bookkeeping a twentieth. The same parsing code also ran
+about 13% slower per event on the file-buffer row, and the load generator's copies about 40%
+slower: writing to this disk slows the rest of the machine. Measured on its own, another
+process writing 1.1–1.3 GB/s the way the buffer does (direct writes, each followed by
+fdatasync) took 10–17% off the unbuffered null row's throughput in alternating runs; the
+host's work for the virtual disk shares the cores' caches or memory bandwidth. So the ratio
+depends on how fast the machine parses compared with what a commit costs: on a machine kind
+with slower cores (an earlier Intel Xeon of this kind) the null rows ran at 5–6 million
+events/s and this row kept 0.58–0.74 of them; on this one the null rows run two to three times
+faster and the commit costs have not shrunk with them. How soon the commit thread runs
+mattered on the slower cores: at normal priority it often sat ready to run behind the workers
+and the load generator while the connections had nothing to send, and at the lowest real-time
+priority (`commit_priority realtime`, the default where the system allows it) these rows rose
+by about 8% (docs/buffering.md has the alternating runs); on this machine the two priorities
+measure the same. `commit_shards` (weir's own `<buffer>` parameter, default 1; see
+docs/buffering.md) runs that many commit threads, each with its own chunk per key, so that
+their fdatasyncs can overlap. This disk takes them one at a time (a thread writing and another
+syncing the same file at once went no faster than one thread doing both), so here more commit
+threads only make each commit longer and add switches.
 
 **delivered/s.** "events/s" is the rate at which weir acknowledged events. A buffered output
 delivers behind that: the LTSV and S3 rows keep delivering for a while after the load stops.
