@@ -107,6 +107,22 @@ fn port_names(config: &str) -> Vec<String> {
     names
 }
 
+/// `text` with `{port}` replaced by `port` and each `{port:NAME}` by its port in `named`.
+fn fill_ports(text: &str, port: u16, named: &[(String, u16)]) -> String {
+    let mut text = text.replace("{port}", &port.to_string());
+    for (n, p) in named {
+        text = text.replace(&format!("{{port:{n}}}"), &p.to_string());
+    }
+    text
+}
+
+/// The forward port followed by the named ones.
+fn all_ports(port: u16, named: &[(String, u16)]) -> Vec<u16> {
+    std::iter::once(port)
+        .chain(named.iter().map(|(_, p)| *p))
+        .collect()
+}
+
 /// A port that was free a moment ago, for TCP and UDP. A test that needs weir to listen on
 /// more than its forward port uses `{port:NAME}` placeholders ([`Weir::start`]) instead: a
 /// port picked here can be taken by a parallel test before weir binds it.
@@ -255,17 +271,11 @@ impl Weir {
             let port = free_port();
             let named: Vec<(String, u16)> =
                 names.iter().map(|n| (n.clone(), free_port())).collect();
-            let mut text = config
-                .replace("{port}", &port.to_string())
+            let text = fill_ports(config, port, &named)
                 .replace("{dir}", &dir.path().display().to_string());
-            for (n, p) in &named {
-                text = text.replace(&format!("{{port:{n}}}"), &p.to_string());
-            }
             dir.write("weir.conf", &text);
             let (mut child, stdout, stderr) = spawn(&dir, log_level);
-            let ports: Vec<u16> = std::iter::once(port)
-                .chain(named.iter().map(|(_, p)| *p))
-                .collect();
+            let ports = all_ports(port, &named);
             match wait_listening(&mut child, &ports) {
                 Ok(()) => {
                     return Weir {
@@ -306,9 +316,7 @@ impl Weir {
         self.child = child;
         self.stdout = stdout;
         self.stderr = stderr;
-        let ports: Vec<u16> = std::iter::once(self.port)
-            .chain(self.named.iter().map(|(_, p)| *p))
-            .collect();
+        let ports = all_ports(self.port, &self.named);
         if let Err(why) = wait_listening(&mut self.child, &ports) {
             // Its log follows, printed when the panic drops this Weir.
             panic!("weir did not start listening on ports {ports:?} again: {why}");
@@ -326,11 +334,7 @@ impl Weir {
     /// `text` with `{port}` and every `{port:NAME}` replaced by this weir's ports (for a
     /// config sent in a reload).
     pub fn fill_ports(&self, text: &str) -> String {
-        let mut text = text.replace("{port}", &self.port.to_string());
-        for (n, p) in &self.named {
-            text = text.replace(&format!("{{port:{n}}}"), &p.to_string());
-        }
-        text
+        fill_ports(text, self.port, &self.named)
     }
 
     /// The forward address.
@@ -396,9 +400,10 @@ impl Weir {
     }
 }
 
-/// Waits (up to 20 s) until `child` itself listens on TCP `port`, or says why not: it
-/// exited, or the time ran out. Asking the kernel which process holds the listening socket,
-/// rather than connecting, keeps a test from talking to another test's weir that took the port.
+/// Waits (up to 20 s) until `child` itself listens on every TCP port of `ports`, or says why
+/// not: it exited, or the time ran out. Asking the kernel which process holds the listening
+/// socket, rather than connecting, keeps a test from talking to another test's weir that took
+/// the port.
 fn wait_listening(child: &mut Child, ports: &[u16]) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
