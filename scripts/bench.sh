@@ -554,9 +554,9 @@ requests, or the disk taking commits one after the other. The group-commit table
 which one a run met: a commit thread that spends nearly all of the load's time in its writes
 and fdatasyncs is waiting on the disk, and the row then moves with the disk's pace (the disk
 line at the top), which changes from hour to hour on this shared machine. A commit of the
-16-connection rows holds a few requests, a few hundred KiB to a MiB, the sizes at which a
-stream of writes and fdatasyncs is slowest per byte: each commit costs the disk a fixed part
-before its bytes (its write and its flush are each a notification to the host and a completion
+"1 in flight" rows holds two to four requests, a few hundred KiB, the sizes at which a stream
+of writes and fdatasyncs is slowest per byte: each commit costs the disk a fixed part before
+its bytes (its write and its flush are each a notification to the host and a completion
 interrupt). The commit thread copies a batch into its aligned memory before it writes it, so
 that copy takes its turn between the disk's operations instead of overlapping them.
 The null rows parse requests and write acks. The file-buffer rows do the same, checksum each
