@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use weir_e2e::{free_port, weir_bin, Weir};
+use weir_e2e::{refusing_port, weir_bin, Weir};
 
 const CONFIG: &str = r#"
 <source>
@@ -362,7 +362,7 @@ fn a_primary_that_never_acks_times_out_and_the_request_goes_to_the_standby() {
 #[test]
 fn a_primary_that_is_down_from_the_start_sends_everything_to_the_standby() {
     let mut standby = Weir::start("failover-down", CONFIG);
-    let down = free_port();
+    let (_held, down) = refusing_port();
     let mut cat = Cat::start(&[
         "--port".into(),
         down.to_string(),
@@ -382,7 +382,7 @@ fn a_primary_that_is_down_from_the_start_sends_everything_to_the_standby() {
 
 #[test]
 fn when_every_server_is_down_weir_cat_fails_and_says_so() {
-    let (a, b) = (free_port(), free_port());
+    let ((_held_a, a), (_held_b, b)) = (refusing_port(), refusing_port());
     let mut cat = Cat::start(&[
         "--port".into(),
         a.to_string(),

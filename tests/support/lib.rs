@@ -123,6 +123,23 @@ fn all_ports(port: u16, named: &[(String, u16)]) -> Vec<u16> {
         .collect()
 }
 
+/// A port of 127.0.0.1 where connections are refused, held for as long as the returned socket
+/// lives: the socket is bound to it but never listens, so no other test's server can take the
+/// port meanwhile (a port merely free when picked could be taken and start answering).
+pub fn refusing_port() -> (socket2::Socket, u16) {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("creating a socket");
+    let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+    socket.bind(&any.into()).expect("binding port 0");
+    let port = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map(|a| a.port())
+        .expect("the bound address");
+    (socket, port)
+}
+
 /// A port that was free a moment ago, for TCP and UDP. A test that needs weir to listen on
 /// more than its forward port uses `{port:NAME}` placeholders ([`Weir::start`]) instead: a
 /// port picked here can be taken by a parallel test before weir binds it.
@@ -771,5 +788,13 @@ mod tests {
             "port {port}\nport {port:admin}\nrpc 127.0.0.1:{port:rpc}\nagain {port:admin}\n";
         assert_eq!(port_names(config), ["admin", "rpc"]);
         assert!(port_names("port {port}\n").is_empty());
+    }
+
+    #[test]
+    fn a_refusing_port_refuses_and_cannot_be_taken() {
+        let (_held, port) = super::refusing_port();
+        let refused = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.kind());
+        assert_eq!(refused.err(), Some(std::io::ErrorKind::ConnectionRefused));
+        assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_err());
     }
 }
