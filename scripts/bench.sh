@@ -592,8 +592,10 @@ threads only make each commit longer and add switches.
 **delivered/s.** "events/s" is the rate at which weir acknowledged events. A buffered output
 delivers behind that: the LTSV and S3 rows keep delivering for a while after the load stops.
 Delivery (formatting, compressing, writing out) runs at a lower CPU priority than ingest
-(nice +5, see docs/buffering.md), so while the load runs it gets what ingest leaves.
-"delivered/s" counts the whole way, from the first request to the last chunk written out and
+(nice +5, see docs/buffering.md), so while the load runs it gets what ingest leaves, and
+while the buffer commits it reads its chunk files in small pieces, so that commits do not wait
+behind its reads on the disk (docs/buffering.md, "Reading chunks back"). The flush rows, which
+start right after their load, show the backlog this leaves. "delivered/s" counts the whole way, from the first request to the last chunk written out and
 removed from the buffer. On the S3 rows it is the rate of gzip plus JSON formatting plus the
 upload to moto, a Python server on the same two cores.
 

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::future::Future;
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -23,7 +23,7 @@ use crate::error::StoreError;
 use crate::format::{self, MetaFile};
 use crate::key::ChunkKey;
 use crate::pace::Pace;
-use crate::read::{ChunkEvents, ChunkReader, Source, READ_BUFFER};
+use crate::read::{ChunkEvents, ChunkReader, CommitActivity, PacedReader, Source};
 
 /// Locks a mutex, ignoring poisoning (the data under these locks stays consistent because
 /// every critical section either completes its update or makes none).
@@ -206,6 +206,8 @@ pub(crate) struct Inner {
     block_writes: AtomicU64,
     /// How long each chunk-file write + fdatasync took (for the admin API's metrics).
     commit_latency: weir_metrics::Histogram,
+    /// When a commit thread last wrote: chunk readers yield the disk while it is recent.
+    commits: CommitActivity,
 }
 
 /// What recovery found when a file buffer was opened.
@@ -944,8 +946,8 @@ impl Inner {
         Ok(())
     }
 
-    /// Opens a chunk's framed blocks for reading: the data file through a buffered reader, or
-    /// the blocks in memory (shared, not copied).
+    /// Opens a chunk's framed blocks for reading: the data file a piece at a time, or the
+    /// blocks in memory (shared, not copied).
     pub(crate) fn open_blocks(&self, chunk: &Chunk) -> Result<Source, StoreError> {
         match &chunk.storage {
             Storage::Memory(m) => Ok(Source::Memory {
@@ -959,7 +961,7 @@ impl Inner {
                 };
                 let f = File::open(&path).map_err(|e| StoreError::io("open", &path, &e))?;
                 Ok(Source::File {
-                    reader: BufReader::with_capacity(READ_BUFFER, f),
+                    reader: PacedReader::new(f, self.commits.clone()),
                     path,
                     end,
                 })
@@ -1266,6 +1268,7 @@ impl Inner {
         }
         if wrote {
             pace.committed(writes_started.elapsed());
+            self.commits.note();
         }
         if !seals.is_empty() {
             let sealed = seals.len();
@@ -1496,6 +1499,7 @@ impl Buffer {
             batches: AtomicU64::new(0),
             block_writes: AtomicU64::new(0),
             commit_latency: weir_metrics::Histogram::default(),
+            commits: CommitActivity::default(),
         });
         let report = match &inner.layout {
             Some(l) => inner.recover(l)?,
