@@ -164,6 +164,19 @@ impl PacedReader {
         self.requested = self.requested.max(self.pos);
     }
 
+    /// Drops the file's pages from `kept` up to `until` from the page cache.
+    fn drop_cached(&mut self, until: u64) {
+        if until > self.kept {
+            advise(
+                &self.file,
+                self.kept,
+                until - self.kept,
+                libc::POSIX_FADV_DONTNEED,
+            );
+            self.kept = until;
+        }
+    }
+
     /// Reads the next piece into `buf`, drops the pages before it from the page cache and asks
     /// for the pieces ahead.
     fn fill(&mut self) -> std::io::Result<()> {
@@ -182,15 +195,7 @@ impl PacedReader {
         self.at = 0;
         self.eof = n < pace.piece;
         self.pos += n as u64;
-        if self.pos > self.kept {
-            advise(
-                &self.file,
-                self.kept,
-                self.pos - self.kept,
-                libc::POSIX_FADV_DONTNEED,
-            );
-            self.kept = self.pos;
-        }
+        self.drop_cached(self.pos);
         if !self.eof {
             self.ask_ahead(pace);
         }
@@ -216,14 +221,7 @@ impl Read for PacedReader {
 impl Drop for PacedReader {
     fn drop(&mut self) {
         // Pages asked for ahead and not read (the reader stopped early) go too.
-        if self.requested > self.kept {
-            advise(
-                &self.file,
-                self.kept,
-                self.requested - self.kept,
-                libc::POSIX_FADV_DONTNEED,
-            );
-        }
+        self.drop_cached(self.requested);
     }
 }
 
