@@ -961,7 +961,7 @@ impl Inner {
                 };
                 let f = File::open(&path).map_err(|e| StoreError::io("open", &path, &e))?;
                 Ok(Source::File {
-                    reader: PacedReader::new(f, self.commits.clone()),
+                    reader: PacedReader::new(f, end, self.commits.clone()),
                     path,
                     end,
                 })
@@ -1252,6 +1252,10 @@ impl Inner {
         }
         let writes_started = std::time::Instant::now();
         let wrote = !groups.is_empty();
+        if wrote {
+            // Chunk readers take small pieces from now on, not only once this commit is done.
+            self.commits.note();
+        }
         for (chunk, mut reqs) in groups {
             for (block, _, _, _) in &mut reqs {
                 format::reseed_header(&mut block.header, chunk.seed);
@@ -2090,8 +2094,9 @@ impl ChunkRef {
     }
 
     /// Reads the chunk block by block: each call to [`ChunkReader::next_block`] reads one
-    /// block through a buffered reader, checks its CRC and returns its uncompressed payload
-    /// (gunzipped with `compress gzip`). Memory held: one block plus a small read buffer.
+    /// block, checks its CRC and returns its uncompressed payload (gunzipped with `compress
+    /// gzip`). Memory held: one block plus a piece of the file (at most 1 MiB), read at a pace
+    /// that leaves the disk to commits while the buffer takes appends.
     /// Blocking I/O for a file buffer: call it off the async threads.
     pub fn reader(&self) -> Result<ChunkReader<'_>, StoreError> {
         match self.inner.open_blocks(&self.chunk) {
