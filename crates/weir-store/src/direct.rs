@@ -69,12 +69,8 @@ pub(crate) fn open_existing(path: &Path) -> io::Result<(File, bool)> {
 /// to drop the cached pages it covers, on the commit thread. Dropping them at once when the
 /// file is set aside keeps that work off the path of the acks.
 pub(crate) fn drop_cache(path: &Path) {
-    use std::os::fd::AsRawFd as _;
     if let Ok(f) = File::open(path) {
-        // SAFETY: posix_fadvise only reads the descriptor, which `f` keeps open for the call.
-        unsafe {
-            libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
-        }
+        crate::read::advise(&f, 0, 0, libc::POSIX_FADV_DONTNEED);
     }
 }
 

@@ -102,7 +102,9 @@ pub(crate) struct PacedReader {
     eof: bool,
 }
 
-fn advise(file: &File, offset: u64, len: u64, advice: libc::c_int) {
+/// Gives the kernel `advice` about `len` bytes of `file` from `offset` (0: to the end); a hint,
+/// so a failure or an offset that does not fit is ignored.
+pub(crate) fn advise(file: &File, offset: u64, len: u64, advice: libc::c_int) {
     use std::os::fd::AsRawFd as _;
     let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
         return;
