@@ -182,12 +182,28 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
-/// Waits until `port` answers an HTTP request.
-fn wait_http(port: u16, child: &mut Child, what: &str, log: &Path) {
+/// A server exited because a port it was given was taken between our check and its bind
+/// (another test took it): worth another try on other ports.
+struct PortTaken;
+
+/// How often a server is started on fresh ports when a port it was given is taken first.
+const START_ATTEMPTS: usize = 5;
+
+/// Waits until `port` answers an HTTP request. Panics with the server's log if it exits for
+/// any reason other than a port taken in the meantime, or is not ready within a minute.
+fn wait_http(port: u16, child: &mut Child, what: &str, log: &Path) -> Result<(), PortTaken> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
             let log = std::fs::read_to_string(log).unwrap_or_default();
+            // moto says "Address already in use"; weed mini checks its ports first and says
+            // "Port allocation failed", or the bind's own error if one is taken after that.
+            let lower = log.to_ascii_lowercase();
+            if lower.contains("address already in use") || lower.contains("port allocation failed")
+            {
+                eprintln!("{what} found a port taken; starting it again on other ports");
+                return Err(PortTaken);
+            }
             panic!("{what} exited early with {status}:\n{log}");
         }
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
@@ -198,7 +214,7 @@ fn wait_http(port: u16, child: &mut Child, what: &str, log: &Path) {
             {
                 let mut b = [0u8; 12];
                 if s.read_exact(&mut b).is_ok() && b.starts_with(b"HTTP/1.") {
-                    return;
+                    return Ok(());
                 }
             }
         }
@@ -216,24 +232,32 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts it on a free port and waits until it answers.
+    /// Starts it on a free port and waits until it answers (on another port if that one is
+    /// taken before moto binds it).
     pub fn start() -> Moto {
         let bin = repo_root().join(".venv/bin/moto_server");
         require(&bin);
         let dir = TempDir::new("moto");
-        let port = free_port();
         let log = dir.0.join("moto.log");
-        let out = std::fs::File::create(&log).expect("log");
-        let err = out.try_clone().expect("log");
-        let mut child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("start moto_server");
-        wait_http(port, &mut child, "moto_server", &log);
-        Moto { child, port, dir }
+        for _ in 0..START_ATTEMPTS {
+            let port = free_port();
+            let out = std::fs::File::create(&log).expect("log");
+            let err = out.try_clone().expect("log");
+            let mut child = Command::new(&bin)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                .spawn()
+                .expect("start moto_server");
+            match wait_http(port, &mut child, "moto_server", &log) {
+                Ok(()) => return Moto { child, port, dir },
+                Err(PortTaken) => {
+                    let _ = child.wait();
+                }
+            }
+        }
+        panic!("moto_server found its port taken {START_ATTEMPTS} times");
     }
 
     /// Its endpoint URL.
@@ -261,8 +285,30 @@ pub struct Weed {
 }
 
 impl Weed {
-    /// Starts it on free ports (each with room for its gRPC port + 10000).
+    /// Starts it on free ports (each with room for its gRPC port + 10000), on other ones if
+    /// one is taken before it binds it.
     pub fn start() -> Weed {
+        let dir = TempDir::under(&roomiest_temp_base(), "weed");
+        let mut w = Weed {
+            child: None,
+            ports: [0; 5],
+            dir,
+        };
+        for _ in 0..START_ATTEMPTS {
+            w.ports = Weed::free_ports();
+            // A failed attempt may have left state naming its ports, and its log says a port
+            // was taken.
+            let _ = std::fs::remove_dir_all(w.dir.0.join("data"));
+            let _ = std::fs::remove_file(w.dir.0.join("weed.log"));
+            if w.spawn().is_ok() {
+                return w;
+            }
+        }
+        panic!("weed mini found a port taken {START_ATTEMPTS} times");
+    }
+
+    /// Five free ports whose gRPC ports (+ 10000) are free too and clash with none of them.
+    fn free_ports() -> [u16; 5] {
         let mut ports = [0u16; 5];
         for i in 0..ports.len() {
             loop {
@@ -276,16 +322,10 @@ impl Weed {
                 }
             }
         }
-        let mut w = Weed {
-            child: None,
-            ports,
-            dir: TempDir::under(&roomiest_temp_base(), "weed"),
-        };
-        w.spawn();
-        w
+        ports
     }
 
-    fn spawn(&mut self) {
+    fn spawn(&mut self) -> Result<(), PortTaken> {
         let bin = repo_root().join(".venv-weed/bin/weed");
         require(&bin);
         let [master, volume, filer, s3, admin] = self.ports;
@@ -320,8 +360,16 @@ impl Weed {
             .stderr(err)
             .spawn()
             .expect("start weed");
-        wait_http(s3, &mut child, "weed mini", &log);
-        self.child = Some(child);
+        match wait_http(s3, &mut child, "weed mini", &log) {
+            Ok(()) => {
+                self.child = Some(child);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = child.wait();
+                Err(e)
+            }
+        }
     }
 
     /// Its S3 endpoint URL.
@@ -340,7 +388,9 @@ impl Weed {
     /// Starts it again on the same ports and data.
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn();
+        if self.spawn().is_err() {
+            panic!("weed mini cannot start again: a port of its was taken while it was down");
+        }
     }
 }
 
