@@ -373,11 +373,8 @@ fn tls_port_health_checks_are_quiet() {
 #[test]
 fn pid_file_is_written_while_running_and_removed_at_exit() {
     let dir = Scratch::new("pid-file");
-    let port = weir_e2e::free_port();
-    let conf = dir.write(
-        "weir.conf",
-        format!("<source>\n @type forward\n bind 127.0.0.1\n port {port}\n</source>\n<match **>\n @type null\n</match>\n"),
-    );
+    // No source: no port to pick, so no other test can take it first.
+    let conf = dir.write("weir.conf", "<match **>\n @type null\n</match>\n");
     let pid_file = dir.path().join("weir.pid");
     let mut child = Command::new(weir_bin())
         .args(["run", "-c"])
@@ -419,20 +416,29 @@ fn pid_file_is_written_while_running_and_removed_at_exit() {
 fn a_forward_port_whose_udp_half_is_taken_stops_start_up_and_frees_the_tcp_half() {
     let dir = Scratch::new("udp-taken");
     // A port free for TCP, whose UDP half the test then holds: weir's heartbeat socket
-    // cannot bind it.
-    let port = weir_e2e::free_port();
-    let _udp = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
-    let conf = dir.write(
-        "weir.conf",
-        STDOUT_CONFIG
-            .replace("{security}", "")
-            .replace("{port}", &port.to_string()),
-    );
-    let (ok, _, err) = run_with_timeout(
-        Command::new(weir_bin()).args(["run", "-c"]).arg(&conf),
-        Duration::from_secs(20),
-    );
-    assert!(!ok, "weir must not run without its heartbeat port: {err}");
+    // cannot bind it. Another test can take the TCP half before weir binds it; weir then
+    // fails on TCP instead, and another port is tried.
+    let mut attempts = 0;
+    let (port, err, _udp) = loop {
+        attempts += 1;
+        let port = weir_e2e::free_port();
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
+        let conf = dir.write(
+            "weir.conf",
+            STDOUT_CONFIG
+                .replace("{security}", "")
+                .replace("{port}", &port.to_string()),
+        );
+        let (ok, _, err) = run_with_timeout(
+            Command::new(weir_bin()).args(["run", "-c"]).arg(&conf),
+            Duration::from_secs(20),
+        );
+        assert!(!ok, "weir must not run without its heartbeat port: {err}");
+        if attempts < 5 && err.contains("(tcp): Address already in use") {
+            continue;
+        }
+        break (port, err, udp);
+    };
     // One line naming the source, the address and the protocol, with the cause said once.
     let error = format!(
         "weir: source forward#0: cannot listen on 127.0.0.1:{port} (udp): Address already in use"
