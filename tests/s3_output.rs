@@ -2,90 +2,11 @@
 //! installed by `make test-deps`): acked events, a flush at SIGTERM, and the object that lands
 //! in the bucket checked byte for byte, key included, with boto3 (which moto installs).
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use weir_e2e::{
-    free_port, python, record, root, run_with_timeout, with_chunk, RawClient, Scratch, Weir,
-};
+use weir_e2e::{python, record, run_with_timeout, with_chunk, Moto, RawClient, Weir};
 use weir_proto::{encode_forward, EventTime};
-
-/// A moto S3 server on 127.0.0.1, stopped when dropped.
-struct Moto {
-    child: Child,
-    port: u16,
-    dir: Scratch,
-}
-
-impl Moto {
-    /// Starts moto on a free port and waits until it answers HTTP; on another port if that
-    /// one is taken (by another test) before moto binds it.
-    fn start() -> Moto {
-        let bin = root().join(".venv/bin/moto_server");
-        assert!(
-            bin.exists(),
-            "{} is missing: run `make test-deps`",
-            bin.display()
-        );
-        let dir = Scratch::new("moto");
-        let log = dir.path().join("moto.log");
-        for _ in 0..5 {
-            let port = free_port();
-            let out = std::fs::File::create(&log).expect("moto's log");
-            let err = out.try_clone().expect("moto's log");
-            let mut child = Command::new(&bin)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .expect("starting moto");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if let Ok(Some(status)) = child.try_wait() {
-                    let text = std::fs::read_to_string(&log).unwrap_or_default();
-                    if text.contains("Address already in use") {
-                        eprintln!("moto found port {port} taken; trying another");
-                        break;
-                    }
-                    panic!("moto exited early with {status}:\n{text}");
-                }
-                // An HTTP answer, not only a connection: the port may be another test's.
-                if answers_http(port) && child.try_wait().is_ok_and(|s| s.is_none()) {
-                    return Moto { child, port, dir };
-                }
-                assert!(Instant::now() < deadline, "moto did not start");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        panic!("moto found its port taken five times");
-    }
-}
-
-/// True when something on `port` answers an HTTP request.
-fn answers_http(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut b = [0u8; 7];
-    s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .is_ok()
-        && s.read_exact(&mut b).is_ok()
-        && &b == b"HTTP/1."
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default();
-            eprintln!("moto's log:\n{log}");
-        }
-    }
-}
 
 /// Every object in the bucket as "key\tbody" lines, gzip bodies decompressed.
 fn objects(moto: &Moto, bucket: &str) -> String {

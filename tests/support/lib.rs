@@ -778,6 +778,93 @@ impl Drop for TmpfsMount {
     }
 }
 
+/// True when something on 127.0.0.1:`port` answers an HTTP request.
+pub fn answers_http(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut b = [0u8; 7];
+    s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_ok()
+        && s.read_exact(&mut b).is_ok()
+        && &b == b"HTTP/1."
+}
+
+/// A moto S3 server (installed into `.venv` by `make test-deps`) on 127.0.0.1, in memory,
+/// stopped when dropped; its log is printed if a test fails.
+pub struct Moto {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: Scratch,
+}
+
+impl Moto {
+    /// Starts moto on a free port and waits until it answers HTTP there; on another port if
+    /// another test takes that one before moto binds it.
+    pub fn start() -> Moto {
+        let bin = root().join(".venv/bin/moto_server");
+        assert!(
+            bin.exists(),
+            "{} is missing: run `make test-deps` first (it installs moto into .venv)",
+            bin.display()
+        );
+        let dir = Scratch::new("moto");
+        let log = dir.path().join("moto.log");
+        for _ in 0..5 {
+            let port = free_port();
+            let out = std::fs::File::create(&log).expect("moto's log");
+            let err = out.try_clone().expect("moto's log");
+            let mut child = Command::new(&bin)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                .spawn()
+                .expect("starting moto");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let text = std::fs::read_to_string(&log).unwrap_or_default();
+                    if text.contains("Address already in use") {
+                        eprintln!("moto found port {port} taken; trying another");
+                        break;
+                    }
+                    panic!("moto exited early with {status}:\n{text}");
+                }
+                // An HTTP answer from moto itself, not only a connection: the port may be
+                // another test's.
+                if answers_http(port) && child.try_wait().is_ok_and(|s| s.is_none()) {
+                    return Moto { child, port, dir };
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "moto did not start on port {port}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        panic!("moto found its port taken five times");
+    }
+
+    /// Its endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default();
+            eprintln!("moto's log:\n{log}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::port_names;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use futures::future::BoxFuture;
+use weir_e2e::Moto;
 use weir_out_s3::{S3Error, S3Output, META_KEY};
 use weir_store::{Buffer, BufferConfig, BufferType, ChunkRef, ChunkSink, WriteError};
 

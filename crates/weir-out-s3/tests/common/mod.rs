@@ -1,6 +1,6 @@
-//! Helpers for the S3 output's tests: the two S3-compatible servers (moto, SeaweedFS) as child
-//! processes on free ports, a fault-injecting HTTP proxy, event batches, buffers, and reading
-//! objects back.
+//! Helpers for the S3 output's tests: SeaweedFS as a child process on free ports (moto, the
+//! other S3-compatible server, is started by the end-to-end tests' library, `weir_e2e::Moto`),
+//! a fault-injecting HTTP proxy, event batches, buffers, and reading objects back.
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -176,12 +176,6 @@ pub fn free_port_pair() -> u16 {
     panic!("no free port pair found");
 }
 
-/// A free port.
-pub fn free_port() -> u16 {
-    let l = StdListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// A server exited because a port it was given was taken between our check and its bind
 /// (another test took it): worth another try on other ports.
 struct PortTaken;
@@ -221,59 +215,6 @@ fn wait_http(port: u16, child: &mut Child, what: &str, log: &Path) -> Result<(),
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("{what} did not become ready on port {port}");
-}
-
-/// moto 5 in server mode, in memory. Killed on drop.
-pub struct Moto {
-    child: Child,
-    /// Its port on 127.0.0.1.
-    pub port: u16,
-    dir: TempDir,
-}
-
-impl Moto {
-    /// Starts it on a free port and waits until it answers (on another port if that one is
-    /// taken before moto binds it).
-    pub fn start() -> Moto {
-        let bin = repo_root().join(".venv/bin/moto_server");
-        require(&bin);
-        let dir = TempDir::new("moto");
-        let log = dir.0.join("moto.log");
-        for _ in 0..START_ATTEMPTS {
-            let port = free_port();
-            let out = std::fs::File::create(&log).expect("log");
-            let err = out.try_clone().expect("log");
-            let mut child = Command::new(&bin)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .expect("start moto_server");
-            match wait_http(port, &mut child, "moto_server", &log) {
-                Ok(()) => return Moto { child, port, dir },
-                Err(PortTaken) => {
-                    let _ = child.wait();
-                }
-            }
-        }
-        panic!("moto_server found its port taken {START_ATTEMPTS} times");
-    }
-
-    /// Its endpoint URL.
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            print_log_tail("moto_server", &self.dir.0.join("moto.log"), 60);
-        }
-    }
 }
 
 /// SeaweedFS (`weed mini`) with data in a directory that outlives restarts. Killed on drop.
