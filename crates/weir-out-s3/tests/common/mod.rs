@@ -190,8 +190,8 @@ fn wait_http(port: u16, child: &mut Child, what: &str, log: &Path) -> Result<(),
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
             let log = std::fs::read_to_string(log).unwrap_or_default();
-            // moto says "Address already in use"; weed mini checks its ports first and says
-            // "Port allocation failed", or the bind's own error if one is taken after that.
+            // weed mini checks its ports before it binds them and says "Port allocation
+            // failed"; a port taken after that check fails the bind itself.
             let lower = log.to_ascii_lowercase();
             if lower.contains("address already in use") || lower.contains("port allocation failed")
             {
@@ -200,17 +200,8 @@ fn wait_http(port: u16, child: &mut Child, what: &str, log: &Path) -> Result<(),
             }
             panic!("{what} exited early with {status}:\n{log}");
         }
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            use std::io::{Read, Write};
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            if s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                .is_ok()
-            {
-                let mut b = [0u8; 12];
-                if s.read_exact(&mut b).is_ok() && b.starts_with(b"HTTP/1.") {
-                    return Ok(());
-                }
-            }
+        if weir_e2e::answers_http(port) {
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
