@@ -35,15 +35,21 @@ pub fn weir_bin() -> PathBuf {
     bin
 }
 
-/// The Python interpreter of the test venv (`make test` creates it).
-pub fn python() -> PathBuf {
-    let p = root().join(".venv/bin/python");
+/// A program of the test venv (`make test-deps` creates it and installs the Python clients
+/// and moto there).
+pub fn venv_bin(name: &str) -> PathBuf {
+    let p = root().join(".venv/bin").join(name);
     assert!(
         p.exists(),
         "{} is missing: run `make test-deps`",
         p.display()
     );
     p
+}
+
+/// The Python interpreter of the test venv.
+pub fn python() -> PathBuf {
+    venv_bin("python")
 }
 
 /// Checks that the Node clients are installed and returns the `node` program.
@@ -804,12 +810,7 @@ impl Moto {
     /// Starts moto on a free port and waits until it answers HTTP there; on another port if
     /// another test takes that one before moto binds it.
     pub fn start() -> Moto {
-        let bin = root().join(".venv/bin/moto_server");
-        assert!(
-            bin.exists(),
-            "{} is missing: run `make test-deps` first (it installs moto into .venv)",
-            bin.display()
-        );
+        let bin = venv_bin("moto_server");
         let dir = Scratch::new("moto");
         let log = dir.path().join("moto.log");
         for _ in 0..5 {
