@@ -299,7 +299,7 @@ impl Weir {
             dir.write("weir.conf", &text);
             let (mut child, stdout, stderr) = spawn(&dir, log_level);
             let ports = all_ports(port, &named);
-            match wait_listening(&mut child, &ports) {
+            match wait_listening(&mut child, &ports, WEIR_START) {
                 Ok(()) => {
                     return Weir {
                         child,
@@ -340,7 +340,7 @@ impl Weir {
         self.stdout = stdout;
         self.stderr = stderr;
         let ports = all_ports(self.port, &self.named);
-        if let Err(why) = wait_listening(&mut self.child, &ports) {
+        if let Err(why) = wait_listening(&mut self.child, &ports, WEIR_START) {
             // Its log follows, printed when the panic drops this Weir.
             panic!("weir did not start listening on ports {ports:?} again: {why}");
         }
@@ -423,12 +423,15 @@ impl Weir {
     }
 }
 
-/// Waits (up to 20 s) until `child` itself listens on every TCP port of `ports`, or says why
-/// not: it exited, or the time ran out. Asking the kernel which process holds the listening
-/// socket, rather than connecting, keeps a test from talking to another test's weir that took
-/// the port.
-fn wait_listening(child: &mut Child, ports: &[u16]) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
+/// How long weir has to start listening.
+const WEIR_START: Duration = Duration::from_secs(20);
+
+/// Waits (up to `timeout`) until `child` itself listens on every TCP port of `ports`, or says
+/// why not: it exited, or the time ran out. Asking the kernel which process holds the
+/// listening socket, rather than connecting, keeps a test from talking to another test's
+/// server that took the port.
+fn wait_listening(child: &mut Child, ports: &[u16], timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("it exited ({status})"));
@@ -437,7 +440,10 @@ fn wait_listening(child: &mut Child, ports: &[u16]) -> Result<(), String> {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err("it was not listening after 20 s".into());
+            return Err(format!(
+                "it was not listening after {} s",
+                timeout.as_secs()
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -807,7 +813,7 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts moto on a free port and waits until it answers HTTP there; on another port if
+    /// Starts moto on a free port and waits until it listens there itself; on another port if
     /// another test takes that one before moto binds it.
     pub fn start() -> Moto {
         let bin = venv_bin("moto_server");
@@ -824,26 +830,19 @@ impl Moto {
                 .stderr(err)
                 .spawn()
                 .expect("starting moto");
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                if let Ok(Some(status)) = child.try_wait() {
+            // Python takes a while to import moto on a busy machine.
+            match wait_listening(&mut child, &[port], Duration::from_secs(60)) {
+                Ok(()) => return Moto { child, port, dir },
+                Err(why) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
                     let text = std::fs::read_to_string(&log).unwrap_or_default();
                     if text.contains("Address already in use") {
                         eprintln!("moto found port {port} taken; trying another");
-                        break;
+                        continue;
                     }
-                    panic!("moto exited early with {status}:\n{text}");
+                    panic!("moto did not start listening on port {port}: {why}; its log:\n{text}");
                 }
-                // An HTTP answer from moto itself, not only a connection: the port may be
-                // another test's.
-                if answers_http(port) && child.try_wait().is_ok_and(|s| s.is_none()) {
-                    return Moto { child, port, dir };
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "moto did not start on port {port}"
-                );
-                std::thread::sleep(Duration::from_millis(100));
             }
         }
         panic!("moto found its port taken five times");
